@@ -1,0 +1,95 @@
+"""Metrics and plot data for a trained model against the oracle x² + y²."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+
+from circlefit.model import CircleModel
+
+__all__ = ["band_errors", "evaluate", "plot_rows", "predict", "regression_metrics"]
+
+
+def predict(model: CircleModel, xy: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Raw predictions [N] for raw coordinates [N, 2], in batches on CPU."""
+    out = np.empty(xy.shape[0], dtype=np.float32)
+    with torch.no_grad():
+        for s in range(0, xy.shape[0], batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(xy[s : s + batch_size], dtype=np.float32))
+            out[s : s + batch_size] = model(chunk)[:, 0].numpy()
+    return out
+
+
+def regression_metrics(pred: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, max abs error, R² and relative RMSE (points with r ≥ 1) in float64."""
+    y = rows[:, 2].astype(np.float64)
+    err = pred.astype(np.float64) - y
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else 0.0
+    radius2 = rows[:, 0].astype(np.float64) ** 2 + rows[:, 1].astype(np.float64) ** 2
+    far = radius2 >= 1.0
+    rel = float(np.sqrt(np.mean((err[far] / y[far]) ** 2))) if far.any() else 0.0
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "max_abs_err": float(np.max(np.abs(err))),
+        "r2": r2,
+        "rel_rmse_r_ge_1": rel,
+        "n": int(rows.shape[0]),
+    }
+
+
+def band_errors(pred: np.ndarray, rows: np.ndarray, r_max: float, bands: int) -> dict[str, dict[str, float]]:
+    """RMSE and max abs error in `bands` equal-width radius bands over [0, r_max], keyed "r{lo}-{hi}"."""
+    r = np.sqrt(rows[:, 0].astype(np.float64) ** 2 + rows[:, 1].astype(np.float64) ** 2)
+    err = pred.astype(np.float64) - rows[:, 2]
+    edges = np.linspace(0.0, r_max, bands + 1)
+    out = {}
+    for lo, hi in itertools.pairwise(edges):
+        m = (r >= lo) & ((r < hi) if hi < r_max else (r <= hi + 1e-9))
+        e = err[m]
+        out[f"r{lo:g}-{hi:g}"] = {
+            "n": int(m.sum()),
+            "rmse": float(np.sqrt(np.mean(e**2))) if m.any() else 0.0,
+            "max_abs_err": float(np.abs(e).max()) if m.any() else 0.0,
+        }
+    return out
+
+
+def evaluate(
+    model: CircleModel,
+    splits: dict[str, np.ndarray],
+    train_label_mean: float,
+    r_max: float,
+    bands: int,
+    batch_size: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics per split (test, ood, tutorial) + the constant-mean baseline; and predictions."""
+    preds = {name: predict(model, rows[:, :2], batch_size) for name, rows in splits.items()}
+    metrics: dict[str, Any] = {name: regression_metrics(preds[name], rows) for name, rows in splits.items()}
+    test = splits["test"]
+    const = np.full(test.shape[0], train_label_mean, dtype=np.float32)
+    metrics["baseline_constant_mean"] = {"test_rmse": regression_metrics(const, test)["rmse"]}
+    metrics["test"]["rmse_ratio_vs_constant"] = metrics["test"]["rmse"] / max(
+        metrics["baseline_constant_mean"]["test_rmse"], 1e-30
+    )
+    metrics["test_by_radius"] = band_errors(preds["test"], test, r_max, bands)
+    return metrics, preds
+
+
+def plot_rows(rows: np.ndarray, pred: np.ndarray, limit: int) -> list[dict[str, float]]:
+    """Up to `limit` evenly spaced rows of (radius, actual, predicted, abs error) for plots."""
+    idx = np.linspace(0, rows.shape[0] - 1, num=min(limit, rows.shape[0])).round().astype(np.int64)
+    r = np.sqrt(rows[idx, 0].astype(np.float64) ** 2 + rows[idx, 1].astype(np.float64) ** 2)
+    return [
+        {
+            "radius": round(float(ri), 5),
+            "actual": round(float(t), 5),
+            "predicted": round(float(p), 5),
+            "abs_error": round(abs(float(p) - float(t)), 6),
+        }
+        for ri, t, p in zip(r, rows[idx, 2], pred[idx], strict=True)
+    ]

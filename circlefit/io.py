@@ -1,0 +1,134 @@
+"""Atomic writes and checked reads: no half-written file ever sits under a final name."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "DataError",
+    "atomic_dir",
+    "atomic_file",
+    "load_array",
+    "read_json",
+    "save_array",
+    "write_json",
+]
+
+
+class DataError(ValueError):
+    """An input file that is missing, truncated or malformed; the message names the file."""
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a path to write; on success it replaces `path` in one rename.
+
+    The temp file lives in its own temp directory *under the final name*, because some
+    writers (torch.save's zip) embed the file name in the bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty directory to fill; on success it replaces directory `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
+    old = path.parent / f".{path.name}.old.{os.getpid()}"
+    try:
+        yield tmp
+        for child in tmp.iterdir():
+            with open(child, "rb+") as f:
+                os.fsync(f.fileno())
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def dumps_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, fixed indent, trailing newline (stable bytes for DVC)."""
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(dumps_json(obj), encoding="utf-8")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON: {e}") from None
+
+
+def save_array(path: str | Path, array: np.ndarray) -> None:
+    """Write a .npy file (the caller writes into an atomic_dir or atomic_file)."""
+    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def load_array(path: str | Path, columns: int, mmap: bool = False) -> np.ndarray:
+    """Load a float32 [N, columns] .npy array, checking dtype, shape and finiteness."""
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy array (truncated or corrupt?): {e}") from None
+    if arr.dtype != np.float32:
+        raise DataError(f"{path}: expected dtype float32, got {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != columns:
+        raise DataError(f"{path}: expected shape [N, {columns}], got {list(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{path}: array is empty (0 rows)")
+    bad = _first_nonfinite(arr)
+    if bad is not None:
+        raise DataError(f"{path}: non-finite value at row {bad}: {arr[bad].tolist()}")
+    return arr
+
+
+def _first_nonfinite(arr: np.ndarray, chunk: int = 1 << 20) -> int | None:
+    for start in range(0, arr.shape[0], chunk):
+        block = np.asarray(arr[start : start + chunk])
+        ok = np.isfinite(block).all(axis=1)
+        if not ok.all():
+            return start + int(np.argmin(ok))
+    return None

@@ -1,0 +1,81 @@
+"""Z-score statistics of x, y and the label, fitted on the train split only (numpy only)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circlefit.io import DataError
+
+__all__ = ["EPS_POLICY", "Stats", "fit_stats", "stats_from_json"]
+
+EPS_POLICY = "no epsilon is added: a std <= normalize.min_std is an error at fit time"
+_COLUMNS = ("x", "y", "label")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Means and (population) stds of x, y, label; z = (v - mean) / std."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    count: int
+    min_std: float
+
+    @property
+    def xy_mean(self) -> np.ndarray:
+        return np.asarray(self.mean[:2], dtype=np.float32)
+
+    @property
+    def xy_std(self) -> np.ndarray:
+        return np.asarray(self.std[:2], dtype=np.float32)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["columns"] = list(_COLUMNS)
+        d["eps_policy"] = EPS_POLICY
+        return d
+
+
+def fit_stats(train: np.ndarray, min_std: float, source: str = "train split") -> Stats:
+    """Fit stats on a [N, 3] array in float64, in chunks (memory stays flat at any N)."""
+    n = int(train.shape[0])
+    if n < 2:
+        raise DataError(f"{source}: need at least 2 rows to fit normalization stats, got {n}")
+    total = np.zeros(3)
+    for start in range(0, n, 1 << 20):
+        total += np.asarray(train[start : start + (1 << 20)], dtype=np.float64).sum(axis=0)
+    mean = total / n
+    sq = np.zeros(3)
+    for start in range(0, n, 1 << 20):  # two-pass: numerically stable at 10M rows
+        sq += ((np.asarray(train[start : start + (1 << 20)], dtype=np.float64) - mean) ** 2).sum(axis=0)
+    std = np.sqrt(sq / n)
+    for name, m, s in zip(_COLUMNS, mean, std, strict=True):
+        if not (math.isfinite(m) and math.isfinite(s)):
+            raise DataError(f"{source}: {name} has non-finite mean/std ({m}, {s})")
+        if s <= min_std:
+            raise DataError(
+                f"{source}: {name} has std {s:g} <= normalize.min_std ({min_std:g}); a constant "
+                f"column cannot be standardized (for data.source: circle, add data.noise)"
+            )
+    return Stats(tuple(map(float, mean)), tuple(map(float, std)), n, float(min_std))  # type: ignore[arg-type]
+
+
+def stats_from_json(obj: Any, source: str | Path = "stats") -> Stats:
+    """Rebuild Stats from its JSON form, validating what a consumer relies on."""
+    try:
+        mean = tuple(float(v) for v in obj["mean"])
+        std = tuple(float(v) for v in obj["std"])
+        stats = Stats(mean, std, int(obj["count"]), float(obj["min_std"]))  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(f"{source}: not a normalization stats file ({type(e).__name__}: {e})") from None
+    if len(mean) != 3 or len(std) != 3:
+        raise DataError(f"{source}: mean and std must have 3 entries (x, y, label)")
+    for name, m, s in zip(_COLUMNS, mean, std, strict=True):
+        if not (math.isfinite(m) and math.isfinite(s)) or s <= 0:
+            raise DataError(f"{source}: {name} has unusable mean/std ({m}, {s}); std must be finite and > 0")
+    return stats

@@ -1,0 +1,234 @@
+"""Training: standardized inputs and labels, a first-order phase, then full-batch L-BFGS."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from circlefit.config import ModelConfig, TrainConfig
+from circlefit.model import CircleModel, build_model
+from circlefit.normalize import Stats
+
+__all__ = ["TrainResult", "TrainingDiverged", "train"]
+
+log = logging.getLogger(__name__)
+CurveRow = dict[str, Any]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became non-finite; the message names the step and the learning rate."""
+
+
+@dataclass
+class TrainResult:
+    model: CircleModel  # on CPU, best-validation weights restored
+    curve: list[CurveRow]  # one row per evaluation: step, epoch, phase, lr, train/val loss
+    summary: dict[str, Any]  # deterministic facts about the run (no wall time)
+    wall_s: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Tensors:
+    x: torch.Tensor
+    y: torch.Tensor
+    xv: torch.Tensor
+    yv: torch.Tensor
+
+
+class _Best:
+    """Best validation loss so far, its weights, and patience bookkeeping."""
+
+    def __init__(self, net: nn.Module, cfg: TrainConfig) -> None:
+        self.loss = math.inf
+        self.step = 0
+        self.state = copy.deepcopy(net.state_dict())
+        self.bad = 0
+        self.cfg = cfg
+
+    def update(self, net: nn.Module, val: float, step: int) -> bool:
+        """Record `val`; True when patience is exhausted (and early stopping is on)."""
+        if val < self.loss * (1 - self.cfg.early_stopping.min_delta):
+            self.loss, self.step, self.bad = val, step, 0
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            return False
+        self.bad += 1
+        return 0 < self.cfg.early_stopping.patience <= self.bad
+
+
+def _optimizer(cfg: TrainConfig, params: Iterator[nn.Parameter], capturable: bool) -> torch.optim.Optimizer:
+    kw: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, momentum=0.9, **kw)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "radam": torch.optim.RAdam}[cfg.optimizer]
+    return cls(params, capturable=capturable, **kw)
+
+
+def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg.schedule == "constant" or total == 0:
+        return None
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+
+
+def _to_tensors(model: CircleModel, train_rows: np.ndarray, val_rows: np.ndarray, device: torch.device) -> _Tensors:
+    """Standardize with the model's own buffers (what inference will see), once, on device."""
+    with torch.no_grad():
+        tr = torch.from_numpy(np.ascontiguousarray(train_rows)).to(device)
+        va = torch.from_numpy(np.ascontiguousarray(val_rows)).to(device)
+        return _Tensors(
+            model.standardize(tr[:, :2]),
+            model.standardize_label(tr[:, 2:]),
+            model.standardize(va[:, :2]),
+            model.standardize_label(va[:, 2:]),
+        )
+
+
+def _check_finite(losses: torch.Tensor, first_step: int, lrs: list[float]) -> None:
+    """One host sync per evaluation, yet the exact step of the first non-finite loss."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    i = int((~finite).nonzero()[0])
+    raise TrainingDiverged(
+        f"loss became {float(losses[i])} at step {first_step + i} (lr {lrs[i]:.3g}); "
+        "lower train.lr or check the data; no model was written"
+    )
+
+
+def train(
+    tcfg: TrainConfig,
+    mcfg: ModelConfig,
+    stats: Stats,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    device: torch.device,
+    on_eval: Callable[[CurveRow], None] | None = None,
+) -> TrainResult:
+    """Train a fresh model from `tcfg.seed`; deterministic for fixed params, device and threads."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    model = build_model(mcfg, stats, gen).to(device)
+    data = _to_tensors(model, train_rows, val_rows, device)
+    net = model.net
+    n = data.x.shape[0]
+    full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= n
+    per_epoch = 1 if full_batch else math.ceil(n / tcfg.batch_size)
+    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
+
+    def loss_on(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            pred = net(x)
+        return nn.functional.mse_loss(pred.float(), y)
+
+    def val_loss() -> torch.Tensor:
+        with torch.no_grad():
+            return loss_on(data.xv, data.yv)
+
+    best = _Best(net, tcfg)
+    curve: list[CurveRow] = []
+    step = 0
+    stopped_early = False
+
+    def evaluate(epoch: int, phase: str, lr: float, train_loss: torch.Tensor) -> bool:
+        val = float(val_loss())
+        if not math.isfinite(val):
+            raise TrainingDiverged(f"validation loss became {val} at step {step} (lr {lr:.3g}); no model was written")
+        row: CurveRow = {"step": step, "epoch": epoch, "phase": phase, "lr": lr, "train_loss": float(train_loss)}
+        row["val_loss"] = val
+        curve.append(row)
+        if on_eval is not None:
+            on_eval(row)
+        return best.update(net, val, step)
+
+    # Phase 1: first-order optimizer, full- or mini-batch, on-device batches, no per-step sync.
+    opt = _optimizer(tcfg, net.parameters(), capturable=False)
+    sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
+    window: list[torch.Tensor] = []
+    lrs: list[float] = []
+    for epoch in range(1, tcfg.epochs + 1):
+        order = None if full_batch else torch.randperm(n, generator=batch_gen, device=device)
+        epoch_loss = torch.zeros((), device=device)
+        for b in range(per_epoch):
+            if order is None:
+                xb, yb = data.x, data.y
+            else:
+                idx = order[b * tcfg.batch_size : (b + 1) * tcfg.batch_size]
+                xb, yb = data.x[idx], data.y[idx]
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad(set_to_none=True)
+            loss = loss_on(xb, yb)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            step += 1
+            window.append(loss.detach())
+            epoch_loss += loss.detach() * (xb.shape[0] / n)
+        if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
+            _check_finite(torch.stack(window), step - len(window) + 1, lrs)
+            window, lrs = [], []
+            if evaluate(epoch, "first_order", opt.param_groups[0]["lr"], epoch_loss):
+                stopped_early = True
+                break
+
+    # Phase 2: full-batch L-BFGS refinement (strong Wolfe line search), in eval_every chunks.
+    if tcfg.lbfgs_steps > 0 and not stopped_early:
+        lbfgs = torch.optim.LBFGS(
+            net.parameters(), lr=1.0, max_iter=tcfg.eval_every, history_size=50,
+            line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+        )  # fmt: skip
+
+        def closure() -> torch.Tensor:
+            lbfgs.zero_grad(set_to_none=True)
+            loss = loss_on(data.x, data.y)
+            loss.backward()
+            return loss
+
+        done = 0
+        while done < tcfg.lbfgs_steps:
+            chunk = min(tcfg.eval_every, tcfg.lbfgs_steps - done)
+            lbfgs.param_groups[0]["max_iter"] = chunk
+            lbfgs.param_groups[0]["max_eval"] = chunk * 5 // 4
+            lbfgs.step(closure)
+            done += chunk
+            step += chunk
+            with torch.no_grad():
+                train_loss = loss_on(data.x, data.y)
+            _check_finite(train_loss[None], step, [1.0])
+            if evaluate(tcfg.epochs, "lbfgs", 1.0, train_loss):
+                stopped_early = True
+                break
+
+    net.load_state_dict(best.state)
+    model = model.to("cpu").eval()
+    wall = time.perf_counter() - t0
+    last = curve[-1] if curve else {"train_loss": math.nan, "val_loss": math.nan}
+    summary = {
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": tcfg.precision,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "steps": step,
+        "best_step": best.step,
+        "best_val_loss": best.loss,
+        "final_train_loss": last["train_loss"],
+        "final_val_loss": last["val_loss"],
+        "stopped_early": stopped_early,
+        "train_rows": n,
+        "parameters": sum(p.numel() for p in net.parameters()),
+    }
+    log.info("trained %d steps on %s in %.2f s; best val loss %.3g", step, device, wall, best.loss)
+    return TrainResult(model, curve, summary, wall, {"wall_s": wall, "steps_per_s": step / wall if wall else 0.0})

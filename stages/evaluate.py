@@ -1,0 +1,52 @@
+"""evaluate: metrics on test, out-of-domain ring and the tutorial's points, plus plot data."""
+
+import argparse
+import csv
+import io
+from pathlib import Path
+
+from circlefit.checkpoint import load_model
+from circlefit.config import load_params
+from circlefit.evaluate import evaluate, plot_rows
+from circlefit.io import atomic_file, load_array, read_json, write_json
+from circlefit.normalize import stats_from_json
+from circlefit.stage import run_stage
+
+
+def _write_csv(path: str, rows: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_file(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--data", required=True, help="directory written by the generate stage")
+    ap.add_argument("--stats", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--metrics", required=True, help="output metrics JSON")
+    ap.add_argument("--pred-plot", required=True, help="output CSV: true vs predicted (test split)")
+    ap.add_argument("--radius-plot", required=True, help="output CSV: abs error vs radius (test + ood)")
+    args = ap.parse_args()
+
+    cfg = load_params(args.params).evaluate
+    data = Path(args.data)
+    splits = {name: load_array(data / f"{name}.npy", 3) for name in ("test", "ood", "tutorial")}
+    stats = stats_from_json(read_json(args.stats), args.stats)
+    manifest = read_json(data / "manifest.json")
+    model = load_model(args.model)
+
+    metrics, preds = evaluate(model, splits, stats.mean[2], float(manifest["train_radius"]), cfg.bands, cfg.batch_size)
+    write_json(args.metrics, metrics)
+    _write_csv(args.pred_plot, plot_rows(splits["test"], preds["test"], cfg.plot_points))
+    radius = [dict(r, split="test") for r in plot_rows(splits["test"], preds["test"], cfg.plot_points)]
+    radius += [dict(r, split="ood") for r in plot_rows(splits["ood"], preds["ood"], cfg.plot_points // 4 or 1)]
+    _write_csv(args.radius_plot, radius)
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

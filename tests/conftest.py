@@ -1,0 +1,107 @@
+"""Shared fixtures: the repo's params, and throwaway git+DVC copies of the project."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+# Small enough that a full `dvc repro` takes seconds, big enough to learn something.
+SMALL: dict[str, Any] = {
+    "data": {"n": 1024, "ood": {"n": 256}},
+    "model": {"hidden": [32]},
+    "train": {"epochs": 60, "lbfgs_steps": 40, "eval_every": 10},
+    "evaluate": {"plot_points": 100},
+    "export": {"probes": 16, "parity_random": 256, "parity_large_batch": 2048},
+}
+
+
+def repo_params() -> dict[str, Any]:
+    return YAML(typ="safe").load((REPO / "params.yaml").read_text())
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def dump_yaml(data: Any, path: Path) -> None:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with path.open("w") as f:
+        yaml.dump(data, f)
+
+
+def env() -> dict[str, str]:
+    """The test's environment with this interpreter's bin dir first (DVC runs `python -m …`)."""
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e.pop("PYTHONPATH", None)
+    e["CIRCLEFIT_LOG"] = "WARNING"
+    return e
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "dvc"), *args], repo, check=check)
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(["git", "-c", "user.name=circlefit-tests", "-c", "user.email=tests@circlefit.invalid", *args], repo)
+
+
+def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
+    """Copy the tracked (and untracked, not ignored) project files into a fresh git repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    dest.mkdir(parents=True, exist_ok=True)
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if not src.is_file() or rel.startswith(("tests/", "bench/", "examples/")) or rel == "dvc.lock":
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / rel)
+    for out in ("data/eval", "data/train"):  # git-tracked DVC outputs belong to a run, not the copy
+        shutil.rmtree(dest / out, ignore_errors=True)
+    if params is not None:
+        dump_yaml(params, dest / "params.yaml")
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "baseline")
+    return dest
+
+
+@pytest.fixture
+def small_params() -> dict[str, Any]:
+    return merge(repo_params(), SMALL)
+
+
+@pytest.fixture
+def project(tmp_path: Path, small_params: dict[str, Any]) -> Callable[..., Path]:
+    """Factory: project(overrides={...}) -> path of a fresh git+DVC copy with small params."""
+
+    def make(overrides: dict[str, Any] | None = None, name: str = "proj") -> Path:
+        return copy_project(tmp_path / name, merge(small_params, overrides or {}))
+
+    return make
