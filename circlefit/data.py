@@ -26,6 +26,7 @@ class Dataset:
     ood: np.ndarray  # ring just outside the training radius, noise-free
     tutorial: np.ndarray  # the source tutorial's 36 points, noise-free
     train_radius: float
+    held_out: bool = True  # False when val/test are the training points (source: tutorial)
 
 
 def labels_of(xy: np.ndarray) -> np.ndarray:
@@ -95,17 +96,21 @@ def generate(cfg: DataConfig, tutorial_xy: np.ndarray) -> Dataset:
     rng = np.random.default_rng(cfg.seed)
     tutorial = _with_labels(tutorial_xy)
     if cfg.source == "tutorial":
+        # The tutorial's own protocol: it fits all 36 points and has no held-out data (its
+        # radii carry ~0.1 of measurement noise, so held-out points would measure that noise).
+        # train = val = test = the 36 points; the manifest records held_out = false.
         rows = _noisy_rows(rng, cfg, tutorial_xy.astype(np.float64))
-        rows = rows[rng.permutation(len(rows))]  # the file is ordered by angle
         train_radius = float(np.sqrt(labels_of(tutorial_xy)).max())
+        train, val, test = rows, rows.copy(), rows.copy()
     else:
         rows = np.empty((cfg.n, 3), dtype=np.float32)
         _fill(rng, cfg, rows)  # i.i.d. rows: contiguous slices are random splits
         train_radius = cfg.radius if cfg.source == "circle" else cfg.r_max
-    counts = split_counts(len(rows), cfg.split)
-    a, b = counts["train"], counts["train"] + counts["val"]
+        counts = split_counts(len(rows), cfg.split)
+        a, b = counts["train"], counts["train"] + counts["val"]
+        train, val, test = rows[:a], rows[a:b], rows[b:]
     ood = _with_labels(_ring(rng, train_radius, train_radius * (1 + cfg.ood.width), cfg.ood.n))
-    return Dataset(rows[:a], rows[a:b], rows[b:], ood, tutorial, train_radius)
+    return Dataset(train, val, test, ood, tutorial, train_radius, held_out=cfg.source != "tutorial")
 
 
 def summarize(ds: Dataset) -> dict[str, dict[str, object]]:

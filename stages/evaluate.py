@@ -41,6 +41,7 @@ def main() -> None:
     model = load_model(args.model)
 
     metrics, preds = evaluate(model, splits, stats.mean[2], float(manifest["train_radius"]), cfg.bands, cfg.batch_size)
+    metrics["test"]["held_out"] = bool(manifest["held_out"])  # false: test = train (source: tutorial)
     write_json(args.metrics, metrics)
     _write_csv(args.pred_plot, plot_rows(splits["test"], preds["test"], cfg.plot_points))
     radius = [dict(r, split="test") for r in plot_rows(splits["test"], preds["test"], cfg.plot_points)]
