@@ -17,8 +17,14 @@ def main() -> None:
 
     cfg = load_params(args.params).data
     ds = generate(cfg, load_tutorial(args.tutorial))
-    manifest = {"params": {"data": as_dict(cfg)}, "train_radius": ds.train_radius, "held_out": ds.held_out, "columns": ["x", "y", "label"],
-                "dtype": "float32", "splits": summarize(ds)}  # fmt: skip
+    manifest = {
+        "params": {"data": as_dict(cfg)},
+        "train_radius": ds.train_radius,
+        "held_out": ds.held_out,
+        "columns": ["x", "y", "label"],
+        "dtype": "float32",
+        "splits": summarize(ds),
+    }
     with atomic_dir(args.out) as tmp:
         for name in ("train", "val", "test", "ood", "tutorial"):
             save_array(tmp / f"{name}.npy", getattr(ds, name))
