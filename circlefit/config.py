@@ -140,6 +140,7 @@ class ExportConfig:
     parity_random: int = _c(gt=0)  # random points in the parity check
     parity_large_batch: int = _c(gt=0)
     rtol: float = _c(gt=0)  # parity tolerance, relative to the output's scale
+    seed: int = _c(ge=0)  # draws the random parity points
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,242 @@
+"""Export CircleModel to one self-contained, path-independent ONNX file with metadata (torch side)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from google.protobuf.message import Message
+
+import circlefit
+from circlefit.config import ConfigError, Params, as_dict
+from circlefit.io import DataError, atomic_file, dumps_json
+from circlefit.model import CircleModel
+from circlefit.normalize import Stats
+from circlefit.parity import ParityError, Tolerance, check_parity, parity_inputs
+from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
+from circlefit.sidecar import probe_inputs, probes_json, sidecar_json
+
+__all__ = [
+    "HASHED_SECTIONS",
+    "MODEL_VERSION",
+    "Bundle",
+    "ParityError",
+    "annotate",
+    "check_stats",
+    "export_bundle",
+    "export_onnx",
+    "params_digest",
+    "strip_metadata",
+    "torch_outputs",
+    "write_verified",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_VERSION = 1  # the graph's contract (xy float32 [batch, 2] -> x2_plus_y2 float32 [batch, 1]); bump on change
+HASHED_SECTIONS = ("data", "normalize", "model", "train", "export")  # the params that determine the file
+_EXAMPLE_BATCH = 8  # > 1: torch.export specializes sizes 0 and 1, the batch stays symbolic
+
+
+def strip_metadata(proto: Message) -> None:
+    """Clear every `metadata_props` and `doc_string` in the model, its graphs, subgraphs and functions.
+
+    The exporter records per-node stack traces with absolute source paths (the file's hash would
+    change with the checkout's path), FX node names and the ExportedProgram signature.
+    """
+    for field, value in proto.ListFields():
+        if field.name in ("metadata_props", "doc_string"):
+            proto.ClearField(field.name)
+        elif field.type == field.TYPE_MESSAGE:
+            for item in (value,) if isinstance(value, Message) else value:  # a message or a repeated field
+                strip_metadata(item)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hold the exporter's chatter (pass-manager INFO, "torchvision is not installed") to errors only."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecation notices from torch.export internals
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml") -> onnx.ModelProto:
+    """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside."""
+    model = model.to("cpu").eval()
+    batch = torch.export.Dim("batch")
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            model,
+            (torch.zeros(_EXAMPLE_BATCH, 2),),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes={"xy": {0: batch}},
+            verbose=False,
+        )
+    assert program is not None  # dynamo=True always returns the program
+    proto = program.model_proto
+    strip_metadata(proto)
+    got = {o.domain: o.version for o in proto.opset_import}.get("")
+    if got != opset:  # the exporter silently substitutes an opset it can produce
+        raise ConfigError(f"{source}: export.opset {opset} cannot be produced by torch {torch.__version__} (got {got})")
+    # Stripped of node metadata, the graph uses nothing newer than its opset's IR version; stamping that
+    # (8 for opset 18) instead of the exporter's 10 lets older runtimes load the file too.
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    return proto
+
+
+def params_digest(params: Params) -> tuple[str, str]:
+    """(sha256, canonical JSON) of the params sections that determine the exported file."""
+    text = dumps_json({name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS})
+    return sha256_hex(text.encode()), text
+
+
+def check_stats(model: CircleModel, stats: Stats, weights: str, stats_file: str) -> None:
+    """The model's baked-in normalizer must be exactly the stats file's (float32), else it is stale."""
+    pairs = {
+        "xy_mean": (model.xy_mean, stats.mean[:2]),
+        "xy_std": (model.xy_std, stats.std[:2]),
+        "label_mean": (model.label_mean, stats.mean[2:]),
+        "label_std": (model.label_std, stats.std[2:]),
+    }
+    for name, (buf, want) in pairs.items():
+        if not np.array_equal(buf.detach().cpu().numpy(), np.asarray(want, dtype=np.float32)):
+            raise DataError(
+                f"{weights}: buffer {name} {buf.tolist()} differs from {stats_file} {list(want)}; "
+                "the weights were trained with other stats (rerun train)"
+            )
+
+
+def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius: float) -> dict[str, str]:
+    """Set doc_string, producer, model_version and circlefit.* metadata_props; returns the props."""
+    digest, params_json = params_digest(params)
+    proto.producer_name = "circlefit"
+    proto.producer_version = circlefit.__version__
+    proto.domain = "circlefit"
+    proto.model_version = MODEL_VERSION
+    proto.doc_string = (
+        f"circlefit: predicts x² + y² from raw coordinates. Input {INPUT_NAME!r} float32 [batch, 2] (x, y); "
+        f"output {OUTPUT_NAME!r} float32 [batch, 1]. Input standardization and label de-standardization are "
+        f"inside the graph. Trained on radius <= {train_radius:g}; outside it the error grows."
+    )
+    props = {
+        "circlefit.normalization": dumps_json(stats.to_json()).strip(),
+        "circlefit.params_sha256": digest,
+        "circlefit.params": params_json.strip(),
+        "circlefit.train_radius": repr(float(train_radius)),
+        "circlefit.exporter": f"torch {torch.__version__}, onnx {onnx.__version__}",
+    }
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    return props
+
+
+def torch_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """PyTorch's outputs [N] float32 per input set, each set in one batch (as the runtimes see it)."""
+    with torch.no_grad():
+        return {name: model(torch.from_numpy(xy)).numpy()[:, 0].copy() for name, xy in sets.items()}
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Where the verified bundle goes; the sidecar always sits beside the model (`model.onnx` → `model.json`)."""
+
+    model: Path
+    probes: Path
+
+    @property
+    def sidecar(self) -> Path:
+        return sidecar_path(self.model)
+
+    def remove(self) -> None:
+        for path in (self.model, self.sidecar, self.probes):
+            if path.exists():
+                log.info("removing %s from an earlier run", path)
+                path.unlink()
+
+
+def write_verified(
+    proto: onnx.ModelProto,
+    model: CircleModel,
+    sets: dict[str, np.ndarray],
+    tol: Tolerance,
+    out: Bundle,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Serialize, check and parity-test the file as written, then rename model, sidecar and probes into place.
+
+    The three files are written to temp directories beside their final names and renamed (model
+    last) only after `onnx.checker` and parity pass; on any failure none of them exists afterwards,
+    including files from an earlier run.
+    """
+    out.remove()
+    data = proto.SerializeToString(deterministic=True)
+    expected = torch_outputs(model, sets)
+    with contextlib.ExitStack() as stack:  # exits in reverse: probes, sidecar, then the model
+        onnx_tmp, side_tmp, probes_tmp = (
+            stack.enter_context(atomic_file(p)) for p in (out.model, out.sidecar, out.probes)
+        )
+        onnx_tmp.write_bytes(data)
+        onnx.checker.check_model(str(onnx_tmp), full_check=True)
+        parity = check_parity(onnx_tmp, sets, expected, tol)
+        parity["sets"] = {name: len(xy) for name, xy in sets.items()}
+        probes = dumps_json(probes_json(sets["probes"], expected["probes"], tol, sha256_hex(data)))
+        probes_tmp.write_text(probes, encoding="utf-8")
+        probes_ref = {
+            "file": Path(os.path.relpath(out.probes, out.model.parent)).as_posix(),  # relative: no checkout path
+            "count": len(sets["probes"]),
+            "sha256": sha256_hex(probes.encode()),
+        }
+        sidecar = dumps_json(sidecar_json(proto, data, {**extra, "parity": parity, "probes": probes_ref}))
+        side_tmp.write_text(sidecar, encoding="utf-8")
+    return json.loads(sidecar)  # exactly what the file holds
+
+
+def export_bundle(
+    model: CircleModel,
+    stats: Stats,
+    params: Params,
+    splits: dict[str, np.ndarray],
+    train_radius: float,
+    metrics: dict[str, Any],
+    out: Bundle,
+) -> dict[str, Any]:
+    """Export, annotate and verify `model`; write model, sidecar and probes. Returns the sidecar."""
+    cfg = params.export
+    proto = export_onnx(model, cfg.opset)
+    props = annotate(proto, stats, params, train_radius)
+    rng = np.random.default_rng(cfg.seed)
+    sets = parity_inputs(splits, train_radius, cfg.parity_random, cfg.parity_large_batch, rng)
+    sets["probes"] = probe_inputs(sets, train_radius, cfg.probes)
+    extra = {
+        "normalization": stats.to_json(),
+        "train_radius": float(train_radius),
+        "params_sha256": props["circlefit.params_sha256"],
+        "params": {name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS},
+        "exporter": props["circlefit.exporter"],
+        "metrics": metrics,
+    }
+    tol = Tolerance(cfg.rtol, stats.mean[2], stats.std[2])
+    return write_verified(proto, model, sets, tol, out, extra)

@@ -1,0 +1,160 @@
+"""Parity of an exported model against PyTorch's outputs, in onnxruntime and onnx.reference (no torch here)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx.reference import ReferenceEvaluator
+
+from circlefit.predict import INPUT_NAME, OUTPUT_NAME, load_session
+
+__all__ = ["ParityError", "Tolerance", "check_parity", "parity_inputs"]
+
+log = logging.getLogger(__name__)
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class ParityError(RuntimeError):
+    """An exported model whose outputs differ from PyTorch's beyond tolerance; names the worst input."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """|onnx - torch| <= rtol * (|torch| + |label_mean| + label_std), per output.
+
+    Why this scale: the graph computes y = net(z) * label_std + label_mean in float32. Runtimes
+    sum the dot products in a different order (and with or without FMA), so net(z) picks up
+    rounding of a few ulps of its own O(1) standardized magnitude; multiplied by label_std and
+    added to label_mean, that error lives at the magnitude of |y|, |label_mean| and label_std,
+    never below. An absolute bound would be too loose near the origin or too tight far out
+    (labels reach ~400 in the training disk, ~3200 at the corners of the random points' box);
+    a bound relative to |y| alone would fail near y ≈ 0, where the rounding of `+ label_mean`
+    (≈ 200) still shows. rtol = 1e-5
+    is ~84 float32 ulps of that scale: room for accumulation-order noise, far below the
+    1e-3-and-up shifts that any changed weight or normalization constant causes.
+    """
+
+    rtol: float
+    label_mean: float
+    label_std: float
+
+    def bound(self, reference: np.ndarray) -> np.ndarray:
+        offset = abs(self.label_mean) + self.label_std
+        return self.rtol * (np.abs(reference.astype(np.float64)) + offset)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": "|onnx - torch| <= rtol * (|torch| + |label_mean| + label_std)",
+            "rtol": self.rtol,
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
+        }
+
+
+def parity_inputs(
+    splits: dict[str, np.ndarray], radius: float, n_random: int, large: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Named float32 [N, 2] input sets: the given splits, random points in [-2R, 2R]², batches 0, 1, 7, large."""
+    box = 2.0 * radius
+    random = rng.uniform(-box, box, size=(n_random, 2)).astype(np.float32)
+    sets = {name: np.ascontiguousarray(xy[:, :2], dtype=np.float32) for name, xy in splits.items()}
+    sets["random"] = random
+    for n in (0, 1, 7):
+        sets[f"batch_{n}"] = rng.uniform(-box, box, size=(n, 2)).astype(np.float32)
+    sets["batch_large"] = rng.uniform(-box, box, size=(large, 2)).astype(np.float32)
+    return sets
+
+
+def _runners(path: Path) -> dict[str, tuple[str, Runner]]:
+    session = load_session(path, threads=1, verify_sidecar=False)  # threads pinned: same numbers on any machine
+    reference = ReferenceEvaluator(onnx.load(str(path), load_external_data=False))
+    return {
+        "onnxruntime": (ort.__version__, lambda xy: session.run([OUTPUT_NAME], {INPUT_NAME: xy})[0]),
+        "onnx.reference": (
+            onnx.__version__,
+            lambda xy: np.asarray(cast(list[Any], reference.run(None, {INPUT_NAME: xy}))[0]),
+        ),
+    }
+
+
+def _compare(got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> dict[str, Any]:
+    diff = np.abs(got[:, 0].astype(np.float64) - ref.astype(np.float64))
+    ratio = np.where(np.isnan(diff), np.inf, diff / tol.bound(ref))
+    big = np.abs(ref) >= 1.0  # relative difference is reported where |y| >= 1 (it explodes near y = 0)
+    rel = diff[big] / np.abs(ref[big].astype(np.float64))
+    worst = int(np.argmax(ratio)) if len(ratio) else -1
+    return {
+        "points": len(ref),
+        "max_abs_diff": float(np.max(diff, initial=0.0)),
+        "max_rel_diff": float(np.max(rel, initial=0.0)),
+        "max_tol_ratio": float(np.max(ratio, initial=0.0)),
+        "failing": int((ratio > 1.0).sum()),
+        "worst": worst,
+    }
+
+
+def _fail(
+    runtime: str, name: str, xy: np.ndarray, ref: np.ndarray, got: np.ndarray, r: dict[str, Any], tol: Tolerance
+) -> ParityError:
+    i = r["worst"]
+    x, y = (float(v) for v in xy[i])
+    bound = float(tol.bound(ref[i : i + 1])[0])
+    return ParityError(
+        f"{runtime} differs from PyTorch beyond tolerance on {r['failing']} of {r['points']} points of set "
+        f"{name!r}; worst input xy=({x!r}, {y!r}) (row {i}): torch {float(ref[i])!r}, onnx {float(got[i, 0])!r}, "
+        f"|diff| {abs(float(got[i, 0]) - float(ref[i])):.6g} > tolerance {bound:.6g} ({tol.to_json()['rule']}, "
+        f"rtol {tol.rtol:g}); no model was written"
+    )
+
+
+def _run_checked(runner: Runner, runtime: str, name: str, xy: np.ndarray) -> np.ndarray:
+    got = runner(xy)
+    if got.dtype != np.float32 or got.shape != (len(xy), 1):
+        raise ParityError(
+            f"{runtime} returned {got.dtype} {list(got.shape)} for set {name!r} (batch {len(xy)}); "
+            f"expected float32 [{len(xy)}, 1]; no model was written"
+        )
+    return got
+
+
+def check_parity(
+    path: str | Path, sets: dict[str, np.ndarray], expected: dict[str, np.ndarray], tol: Tolerance
+) -> dict[str, Any]:
+    """Run every set through both runtimes and compare with PyTorch's `expected` [N] outputs.
+
+    Raises ParityError naming the worst input (largest |diff| / tolerance) when any output is
+    out of tolerance or non-finite where PyTorch's is finite; returns the per-runtime summary.
+    """
+    report: dict[str, Any] = {"tolerance": tol.to_json(), "runtimes": {}}
+    worst: tuple[float, ParityError] | None = None
+    for runtime, (version, runner) in _runners(Path(path)).items():
+        per_set = {}
+        for name, xy in sets.items():
+            got = _run_checked(runner, runtime, name, xy)
+            r = _compare(got, expected[name], tol)
+            if r["failing"] and (worst is None or r["max_tol_ratio"] > worst[0]):
+                worst = (r["max_tol_ratio"], _fail(runtime, name, xy, expected[name], got, r, tol))
+            per_set[name] = {k: v for k, v in r.items() if k not in ("worst", "failing")}
+        report["runtimes"][runtime] = {"version": version, "sets": per_set, **_totals(per_set)}
+    if worst is not None:
+        raise worst[1]
+    for runtime, r in report["runtimes"].items():
+        log.info(
+            "parity vs PyTorch, %s: %d points, max |diff| %.3g, max rel diff %.3g, max diff/tolerance %.3g",
+            runtime, r["points"], r["max_abs_diff"], r["max_rel_diff"], r["max_tol_ratio"],
+        )  # fmt: skip
+    return report
+
+
+def _totals(per_set: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "points": sum(r["points"] for r in per_set.values()),
+        **{k: max(r[k] for r in per_set.values()) for k in ("max_abs_diff", "max_rel_diff", "max_tol_ratio")},
+    }

@@ -1,0 +1,176 @@
+"""Answer x² + y² from the exported ONNX file alone, with onnxruntime (this module never imports torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "PredictError",
+    "load_session",
+    "parse_csv",
+    "parse_points",
+    "predict",
+    "run",
+    "sha256_hex",
+    "sidecar_path",
+]
+
+INPUT_NAME = "xy"  # float32 [batch, 2]: raw coordinates
+OUTPUT_NAME = "x2_plus_y2"  # float32 [batch, 1]: raw prediction of x² + y²
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_ORT_ERRORS = tuple(
+    getattr(_ort_state, n)
+    for n in ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented", "EPFail")
+    if hasattr(_ort_state, n)
+)
+
+
+class PredictError(ValueError):
+    """A model file or an input that cannot be used; the message is one line naming what is wrong."""
+
+
+def sidecar_path(model: str | Path) -> Path:
+    """The JSON sidecar that sits beside a model: `model.onnx` → `model.json`."""
+    return Path(model).with_suffix(".json")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _check_sidecar(data: bytes, model: Path, side: Path) -> None:
+    try:
+        expected = json.loads(side.read_text(encoding="utf-8"))["model"]["sha256"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise PredictError(f"{side}: unreadable sidecar of {model.name} ({_first_line(e)})") from None
+    actual = sha256_hex(data)
+    if actual != expected:
+        raise PredictError(
+            f"{model}: sha256 {actual} does not match {side.name} ({expected}): "
+            "the model file is corrupt or was replaced; refusing to use it"
+        )
+
+
+def _describe(arg: Any) -> str:
+    return f"{arg.name!r} {arg.type} {list(arg.shape)}"
+
+
+def _check_contract(session: ort.InferenceSession, path: Path) -> None:
+    ins, outs = session.get_inputs(), session.get_outputs()
+    ok_in = len(ins) == 1 and ins[0].name == INPUT_NAME and ins[0].type == "tensor(float)"
+    ok_in = ok_in and len(ins[0].shape) == 2 and ins[0].shape[1] == 2
+    ok_out = len(outs) == 1 and outs[0].type == "tensor(float)" and len(outs[0].shape) == 2 and outs[0].shape[1] == 1
+    if not (ok_in and ok_out):
+        got = ", ".join(map(_describe, ins)) + " -> " + ", ".join(map(_describe, outs))
+        raise PredictError(
+            f"{path}: not a circlefit model: it maps {got}; expected {INPUT_NAME!r} tensor(float) [batch, 2] -> "
+            "tensor(float) [batch, 1]"
+        )
+
+
+def load_session(path: str | Path, threads: int = 0, verify_sidecar: bool = True) -> ort.InferenceSession:
+    """An onnxruntime CPU session for a circlefit model file, checked against its sidecar when one is beside it.
+
+    `threads` = 0 lets onnxruntime choose; the parity check pins 1 so its numbers do not depend on the machine.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PredictError(f"{path}: model file not found") from None
+    except OSError as e:
+        raise PredictError(f"{path}: cannot read the model file ({_first_line(e)})") from None
+    side = sidecar_path(path)
+    if verify_sidecar and side.is_file():
+        _check_sidecar(data, path, side)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only: warnings would break the one-line error contract
+    try:
+        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except _ORT_ERRORS as e:
+        raise PredictError(f"{path}: not a loadable ONNX model ({_first_line(e)})") from None
+    _check_contract(session, path)
+    return session
+
+
+def _check_input(name: str, value: Any) -> np.ndarray:
+    if name != INPUT_NAME:
+        raise PredictError(f"unknown input {name!r}: the model's only input is {INPUT_NAME!r}")
+    if not isinstance(value, np.ndarray):
+        raise PredictError(f"input {INPUT_NAME!r} must be a numpy array, got {type(value).__name__}")
+    if value.dtype != np.float32:
+        raise PredictError(
+            f"input {INPUT_NAME!r} must be float32, got {value.dtype} (convert with .astype(np.float32))"
+        )
+    if value.ndim != 2 or value.shape[1] != 2:
+        raise PredictError(f"input {INPUT_NAME!r} must have shape [N, 2] (rows of x, y), got {list(value.shape)}")
+    return np.ascontiguousarray(value)
+
+
+def run(session: ort.InferenceSession, feeds: Mapping[str, Any]) -> np.ndarray:
+    """Run with a feed dict after checking the input contract; returns the raw output [N, 1]."""
+    if INPUT_NAME not in feeds:
+        names = ", ".join(map(repr, feeds)) or "nothing"
+        raise PredictError(f"missing input {INPUT_NAME!r} (float32 [N, 2]); got {names}")
+    checked = {name: _check_input(name, value) for name, value in feeds.items()}
+    return session.run([OUTPUT_NAME], checked)[0]
+
+
+def predict(session: ort.InferenceSession, xy: np.ndarray) -> np.ndarray:
+    """Predictions [N] float32 for raw coordinates xy float32 [N, 2]."""
+    return run(session, {INPUT_NAME: xy})[:, 0]
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PredictError(f"{where}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
+        raise PredictError(f"{where}: {text.strip()!r} is not a finite float32 number")
+    return value
+
+
+def parse_points(tokens: Iterable[str]) -> np.ndarray:
+    """Command-line numbers `x1 y1 x2 y2 …` → float32 [N, 2]."""
+    tokens = list(tokens)
+    if len(tokens) % 2:
+        raise PredictError(f"points come as pairs 'x y'; got {len(tokens)} numbers (an odd count)")
+    values = [_number(t, f"argument {i + 1}") for i, t in enumerate(tokens)]
+    return np.asarray(values, dtype=np.float32).reshape(-1, 2)
+
+
+def parse_csv(text: str, source: str) -> np.ndarray:
+    """CSV text with two columns x,y (an optional header `x,y`; blank lines ignored) → float32 [N, 2]."""
+    rows: list[tuple[float, float]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split(",")
+        if not rows and [f.strip().lower() for f in fields] == ["x", "y"]:
+            continue
+        if len(fields) != 2:
+            raise PredictError(f"{source}, line {number}: expected 2 values 'x,y', got {len(fields)}: {line.strip()!r}")
+        where = f"{source}, line {number}"
+        rows.append((_number(fields[0], where), _number(fields[1], where)))
+    if not rows:
+        raise PredictError(f"{source}: no points (expected lines 'x,y')")
+    return np.asarray(rows, dtype=np.float32)

@@ -1,0 +1,86 @@
+"""The JSON sidecar and probe vectors shipped beside model.onnx, for runtimes that cannot read ONNX metadata."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import onnx
+
+from circlefit.parity import Tolerance
+from circlefit.predict import sha256_hex
+
+__all__ = ["PROBES_FORMAT", "SIDECAR_FORMAT", "describe_io", "probe_inputs", "probes_json", "sidecar_json"]
+
+SIDECAR_FORMAT = "circlefit-onnx-sidecar/1"
+PROBES_FORMAT = "circlefit-probes/1"
+_DTYPES: dict[int, str] = {onnx.TensorProto.FLOAT: "float32"}
+
+
+def describe_io(proto: onnx.ModelProto) -> dict[str, list[dict[str, Any]]]:
+    """Names, dtypes and shapes (a symbolic dim as its name) of the graph's inputs and outputs."""
+
+    def one(v: onnx.ValueInfoProto) -> dict[str, Any]:
+        t = v.type.tensor_type
+        dims = [d.dim_param if d.HasField("dim_param") else int(d.dim_value) for d in t.shape.dim]
+        return {
+            "name": v.name,
+            "dtype": _DTYPES.get(t.elem_type, onnx.TensorProto.DataType.Name(t.elem_type)),
+            "shape": dims,
+        }
+
+    return {"inputs": [one(v) for v in proto.graph.input], "outputs": [one(v) for v in proto.graph.output]}
+
+
+def _spaced(xy: np.ndarray, k: int) -> np.ndarray:
+    if k <= 0 or len(xy) == 0:
+        return xy[:0]
+    return xy[np.linspace(0, len(xy) - 1, num=min(k, len(xy))).round().astype(np.int64)]
+
+
+def probe_inputs(sets: dict[str, np.ndarray], radius: float, count: int) -> np.ndarray:
+    """`count` float32 [N, 2] inputs: landmarks, then evenly spaced rows of test (1/2), ood and random (1/4 each)."""
+    s = radius / math.sqrt(2.0)
+    landmarks = np.array([[0, 0], [radius, 0], [0, -radius], [-s, s], [2 * radius, -2 * radius]], dtype=np.float32)
+    rest = max(count - len(landmarks), 0)
+    parts = [landmarks[:count], _spaced(sets["test"], rest // 2), _spaced(sets["ood"], rest // 4)]
+    parts.append(_spaced(sets["random"], count - sum(len(p) for p in parts)))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha256: str) -> dict[str, Any]:
+    """Inputs, PyTorch's outputs and the exact x² + y², as floats that round-trip float32 exactly."""
+    exact = (xy.astype(np.float64) ** 2).sum(axis=1)
+    return {
+        "format": PROBES_FORMAT,
+        "model_sha256": model_sha256,
+        "count": len(xy),
+        "tolerance": {
+            **tol.to_json(),
+            "how": "expected = PyTorch's float32 outputs; compare |got - expected| <= rtol * (|expected| + offset)",
+            "offset": abs(tol.label_mean) + tol.label_std,
+        },
+        "inputs": [[float(x), float(y)] for x, y in xy],
+        "expected": [float(v) for v in expected],
+        "exact": [float(v) for v in exact],
+    }
+
+
+def sidecar_json(proto: onnx.ModelProto, model_bytes: bytes, extra: dict[str, Any]) -> dict[str, Any]:
+    """Everything a consumer needs without an ONNX parser; deterministic (no times, no absolute paths)."""
+    opset = {o.domain: o.version for o in proto.opset_import}.get("")
+    return {
+        "format": SIDECAR_FORMAT,
+        "model": {
+            "sha256": sha256_hex(model_bytes),
+            "bytes": len(model_bytes),
+            "opset": opset,
+            "ir_version": proto.ir_version,
+            "producer": f"{proto.producer_name} {proto.producer_version}",
+            "model_version": proto.model_version,
+            "doc_string": proto.doc_string,
+        },
+        **describe_io(proto),
+        **extra,
+    }
