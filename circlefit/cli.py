@@ -1,0 +1,98 @@
+"""The `circlefit` console script: one argparse parser, one small entry per subcommand (no torch here)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+DEFAULT_MODEL = Path("data/export/model.onnx")
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed as one line."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("points", nargs="*", metavar="X Y", help="coordinates as pairs: x1 y1 x2 y2 … (use -- before -1e3)")
+    p.add_argument("--csv", metavar="FILE", help="read points from a CSV file with columns x,y ('-' for stdin)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"ONNX model (default: {DEFAULT_MODEL})")
+
+
+def _read_points(args: argparse.Namespace) -> np.ndarray:
+    from circlefit.predict import parse_csv, parse_points
+
+    if args.points and args.csv:
+        raise UsageError("give points either as arguments or with --csv, not both")
+    if args.points:
+        return parse_points(args.points)
+    if args.csv is None and sys.stdin.isatty():
+        raise UsageError("no points: pass pairs 'X Y', --csv FILE, or pipe CSV lines 'x,y' on stdin")
+    if args.csv in (None, "-"):
+        return parse_csv(sys.stdin.read(), "stdin")
+    try:
+        return parse_csv(Path(args.csv).read_text(encoding="utf-8"), args.csv)
+    except FileNotFoundError:
+        raise UsageError(f"{args.csv}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{args.csv}: cannot read: {e}") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from circlefit.predict import OUTPUT_NAME, load_session, predict
+
+    xy = _read_points(args)
+    out = predict(load_session(args.model), xy)
+    lines = [f"x,y,{OUTPUT_NAME}"]
+    lines += [f"{x!s},{y!s},{v!s}" for (x, y), v in zip(xy, out, strict=True)]  # str(float32): shortest round-trip
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "predict": Command("predict x² + y² with the exported ONNX model (onnxruntime only)", _predict_args, _predict),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="circlefit", description="circlefit: learn and serve x² + y².")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; expected failures print `circlefit COMMAND: error: …` on one line and return 1."""
+    from circlefit.io import DataError
+    from circlefit.predict import PredictError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (UsageError, PredictError, DataError) as e:
+        print(f"circlefit {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `circlefit predict … | head`: quiet, as the Python docs recommend
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
