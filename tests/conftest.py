@@ -82,7 +82,7 @@ def copy_project(dest: Path, params: dict[str, Any] | None = None) -> Path:
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dest / rel)
-    for out in ("data/eval", "data/train"):  # git-tracked DVC outputs belong to a run, not the copy
+    for out in ("data/eval", "data/train", "data/export"):  # git-tracked DVC outputs belong to a run, not the copy
         shutil.rmtree(dest / out, ignore_errors=True)
     if params is not None:
         dump_yaml(params, dest / "params.yaml")
