@@ -102,7 +102,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
     patience: int = _c(ge=0)  # evaluations without improvement before stopping; 0 = off
-    min_delta: float = _c(ge=0)  # relative improvement of val loss that counts
+    min_delta: float = _c(ge=0, lt=1)  # relative improvement of val loss that counts
 
 
 @dataclass(frozen=True)
