@@ -90,7 +90,7 @@ def split_counts(rows: int, split: SplitConfig) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    min_std: float = _c(gt=0)  # a std at or below this is an error, never divided by
+    min_std: float = _c(gt=0)  # a std at or below this × max(1, |mean|) is an error, never divided by
 
 
 @dataclass(frozen=True)
