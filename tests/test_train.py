@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from circlefit.data import Dataset, generate, load_tutorial
 from circlefit.device import DeviceError, resolve_device
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats, fit_stats
+from circlefit.progress import Progress
 from circlefit.train import TrainingDiverged, TrainResult, train
 
 from conftest import REPO, merge, repo_params
@@ -268,3 +270,28 @@ def test_cuda_without_a_gpu_is_a_clear_error() -> None:
     msg = str(info.value)
     assert msg.startswith("exp/params.yaml: train.device is 'cuda'") and "cpu or auto" in msg, msg
     assert resolve_device("auto") == CPU and resolve_device("cpu") == CPU
+
+
+# --- progress display ------------------------------------------------------------------------
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_silent_off_a_terminal_and_one_line_on_it() -> None:
+    row = {"phase": "first_order", "step": 10, "epoch": 10, "train_loss": 0.5, "val_loss": 0.25}
+    quiet = io.StringIO()
+    p = Progress(100, quiet)
+    p(row)
+    p.close()
+    assert quiet.getvalue() == ""
+    tty = _Tty()
+    p = Progress(100, tty)
+    p(row)
+    p(row)
+    p.close()
+    out = tty.getvalue()
+    assert out.count("\r") == 2 and out.endswith("\n") and out.count("\n") == 1
+    assert "epoch 10/100" in out and "val 2.500e-01" in out
