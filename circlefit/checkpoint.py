@@ -13,7 +13,8 @@ from circlefit.model import CircleModel
 
 __all__ = ["load_model", "save_model"]
 
-_FORMAT = "circlefit-weights/1"
+_FORMAT = "circlefit-weights/2"
+_META_KEY = "circlefit"
 
 
 def save_model(model: CircleModel, path: str | Path) -> None:
@@ -21,11 +22,10 @@ def save_model(model: CircleModel, path: str | Path) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    meta = {
-        "format": _FORMAT,
-        "model": json.dumps({"hidden": list(model.cfg.hidden), "activation": model.cfg.activation}),
-    }
-    save_file(tensors, str(path), metadata=meta)
+    # ONE metadata key: safetensors stores metadata in a Rust HashMap whose iteration order is
+    # random per call, so two keys would make the file's bytes (and its DVC hash) vary run to run.
+    header = {"format": _FORMAT, "model": {"hidden": list(model.cfg.hidden), "activation": model.cfg.activation}}
+    save_file(tensors, str(path), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
 
 
 def load_model(path: str | Path) -> CircleModel:
@@ -41,10 +41,15 @@ def load_model(path: str | Path) -> CircleModel:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except (SafetensorError, OSError, ValueError) as e:
         raise DataError(f"{path}: not a circlefit safetensors model ({e}); refusing to load it") from None
-    if meta.get("format") != _FORMAT:
-        raise DataError(f"{path}: missing or unknown format tag {meta.get('format')!r}; expected {_FORMAT!r}")
     try:
-        cfg = from_mapping(ModelConfig, json.loads(meta["model"]), str(path), "model")
+        header = json.loads(meta.get(_META_KEY, "{}"))
+    except ValueError:
+        header = None
+    tag = header.get("format") if isinstance(header, dict) else None
+    if tag != _FORMAT:
+        raise DataError(f"{path}: missing or unknown format tag {tag!r}; expected {_FORMAT!r}")
+    try:
+        cfg = from_mapping(ModelConfig, header["model"], str(path), "model")
         model = CircleModel(cfg)
         model.load_state_dict(tensors, strict=True)
     except (KeyError, ValueError, RuntimeError) as e:

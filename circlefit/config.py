@@ -90,7 +90,7 @@ def split_counts(rows: int, split: SplitConfig) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class NormalizeConfig:
-    min_std: float = _c(gt=0)  # a std at or below this is an error, never divided by
+    min_std: float = _c(gt=0)  # a std at or below this × max(1, |mean|) is an error, never divided by
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
     patience: int = _c(ge=0)  # evaluations without improvement before stopping; 0 = off
-    min_delta: float = _c(ge=0)  # relative improvement of val loss that counts
+    min_delta: float = _c(ge=0, lt=1)  # relative improvement of val loss that counts
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,8 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
     except YAMLError as e:
         raise ConfigError(f"{source}: malformed YAML: {e}") from None
+    except ValueError as e:  # e.g. an integer literal over Python's 4300-digit conversion limit
+        raise ConfigError(f"{source}: unreadable YAML value: {e}") from None
 
 
 def parse_params(text: str, source: str = _FILE) -> Params:
@@ -262,10 +264,15 @@ def _coerce(tp: Any, value: Any, key: str, checks: dict[str, Any]) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _err(key, f"must be an integer, got {_show(value)}")
+        if not -(2**63) <= value < 2**63:  # YAML ints are unbounded; numpy, torch and float() are not
+            raise _err(key, f"must fit in 64 bits, got an integer of {value.bit_length()} bits")
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _err(key, f"must be a number, got {_show(value)}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a YAML int beyond the float range
+            value = math.inf if value > 0 else -math.inf
         if not math.isfinite(value):
             raise _err(key, f"must be finite, got {value}")
     elif tp is str:

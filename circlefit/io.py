@@ -37,6 +37,12 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a path to write; on success it replaces `path` in one rename.
@@ -52,6 +58,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would: some writers (safetensors) make 0600
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -70,6 +77,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         for child in tmp.iterdir():
             with open(child, "rb+") as f:
                 os.fsync(f.fileno())
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700; a final directory gets the usual mode
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)

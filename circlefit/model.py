@@ -64,7 +64,8 @@ class CircleModel(nn.Module):
 
 def build_model(cfg: ModelConfig, stats: Stats | None, generator: torch.Generator) -> CircleModel:
     """A freshly initialized model; weights drawn from `generator`, not the global RNG."""
-    model = CircleModel(cfg, stats)
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init draws from (and advances) the global RNG
+        model = CircleModel(cfg, stats)
     for module in model.net.modules():
         if isinstance(module, nn.Linear):
             # PyTorch's default Linear init, drawn from our generator (kaiming_uniform a=√5).

@@ -13,7 +13,7 @@ from circlefit.io import DataError
 
 __all__ = ["EPS_POLICY", "Stats", "fit_stats", "stats_from_json"]
 
-EPS_POLICY = "no epsilon is added: a std <= normalize.min_std is an error at fit time"
+EPS_POLICY = "no epsilon is added: a std <= normalize.min_std * max(1, |mean|) is an error at fit time"
 _COLUMNS = ("x", "y", "label")
 
 
@@ -57,10 +57,13 @@ def fit_stats(train: np.ndarray, min_std: float, source: str = "train split") ->
     for name, m, s in zip(_COLUMNS, mean, std, strict=True):
         if not (math.isfinite(m) and math.isfinite(s)):
             raise DataError(f"{source}: {name} has non-finite mean/std ({m}, {s})")
-        if s <= min_std:
+        # Relative to the column's scale: float32 rounding alone gives a constant label of 196
+        # (data.source: circle) a std of ~1e-5, which must not pass for signal.
+        floor = min_std * max(1.0, abs(m))
+        if s <= floor:
             raise DataError(
-                f"{source}: {name} has std {s:g} <= normalize.min_std ({min_std:g}); a constant "
-                f"column cannot be standardized (for data.source: circle, add data.noise)"
+                f"{source}: {name} has std {s:g} <= {floor:g} (normalize.min_std {min_std:g} × max(1, |mean|)); "
+                f"a constant column cannot be standardized (for data.source: circle, add data.noise)"
             )
     return Stats(tuple(map(float, mean)), tuple(map(float, std)), n, float(min_std))  # type: ignore[arg-type]
 
