@@ -18,14 +18,25 @@ _FORMAT = "circlefit-weights/1"
 
 def save_model(model: CircleModel, path: str | Path) -> None:
     """Write weights + buffers; the architecture rides along in the header metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": _FORMAT,
         "model": json.dumps({"hidden": list(model.cfg.hidden), "activation": model.cfg.activation}),
     }
-    save_file(tensors, str(path), metadata=meta)
+    Path(path).write_bytes(_sorted_header(save(tensors, metadata=meta)))
+
+
+def _sorted_header(blob: bytes) -> bytes:
+    """Rewrite the JSON header with sorted keys, same length: safetensors serializes it from a
+    hash map whose order varies per process, so the same weights would hash differently."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) > size:  # pragma: no cover - same keys and values cannot grow
+        raise ValueError(f"safetensors header grew from {size} to {len(text)} bytes when sorted")
+    return blob[:8] + text.ljust(size, b" ") + blob[8 + size :]
 
 
 def load_model(path: str | Path) -> CircleModel:
