@@ -82,7 +82,7 @@ def _fmt(value: Any) -> str:
 
 
 def _fmt_rel(rel: float | None) -> str:
-    return "—" if rel is None else f"{rel * 100:+.2f} %"
+    return "—" if rel is None else f"{rel * 100:+.3g} %"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -86,10 +86,10 @@ def test_empty_diffs_say_so():
 def test_metrics_show_relative_change_and_headline_first():
     text = metrics_section(METRICS, headline=("test.rmse",))
     head, _, details = text.partition("<details>")
-    assert "| `data/eval/metrics.json` | `test.rmse` | 0.5 | 0.4 | -0.1 | -20.00 % |" in head
+    assert "| `data/eval/metrics.json` | `test.rmse` | 0.5 | 0.4 | -0.1 | -20 % |" in head
     assert "best_val_loss" not in head
     assert "All 3 changed metrics" in details
-    assert "| `data/train/summary.json` | `best_val_loss` | 2e-06 | 3e-06 | 1e-06 | +50.00 % |" in details
+    assert "| `data/train/summary.json` | `best_val_loss` | 2e-06 | 3e-06 | 1e-06 | +50 % |" in details
     assert "| `data/eval/metrics.json` | `ood.mae` | 0 | 1.5 | 1.5 | — |" in details  # old 0: no relative change
 
 
