@@ -154,6 +154,7 @@ def plot_changes(plots: Mapping[str, Any]) -> list[PlotChange]:
 
 
 def plots_section(changes: Sequence[PlotChange], html: str | None, errors: Mapping[str, Any] | None = None) -> str:
+    """Each plot marked changed/unchanged, with a link to the rendered overlay page."""
     rows = []
     for c in changes:
         status = {True: "changed", False: "unchanged", None: "not comparable"}[c.changed]
