@@ -105,3 +105,25 @@ def project(tmp_path: Path, small_params: dict[str, Any]) -> Callable[..., Path]
         return copy_project(tmp_path / name, merge(small_params, overrides or {}))
 
     return make
+
+
+# What the `history` repo changes between its two commits (a param the train stage reads).
+HISTORY_CHANGE: dict[str, Any] = {"train": {"lr": 0.003}}
+
+
+@pytest.fixture(scope="session")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose HEAD~1 is a reproduced small baseline and HEAD the same after HISTORY_CHANGE.
+
+    Shared by several test modules: read it, never modify it (copy it first).
+    """
+    base = merge(repo_params(), SMALL)
+    repo = copy_project(tmp_path_factory.mktemp("history") / "proj", base)
+    dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "baseline run")
+    dump_yaml(merge(base, HISTORY_CHANGE), repo / "params.yaml")
+    dvc(repo, "repro")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "change train.lr")
+    return repo

@@ -1,0 +1,126 @@
+"""Queued sweeps: `dvc exp run --queue` + `dvc queue start -j 2` from a fresh copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BIN, REPO, dvc, env, git
+
+pytestmark = pytest.mark.slow
+
+SWEEP = ["-S", "model.hidden=[16],[16,16]", "-S", "train.lr=0.02"]
+# Appended to the copy's circlefit/__init__.py: every stage process records which circlefit it
+# imported, so the test can tell the experiment's own copy from the editable install (REPO).
+PROBE = """
+import os as _os
+import sys as _sys
+
+if _os.environ.get("CIRCLEFIT_TEST_IMPORT_PROBE"):
+    with open(_os.environ["CIRCLEFIT_TEST_IMPORT_PROBE"], "a", encoding="utf-8") as _f:
+        _f.write(f"{_os.path.basename(_sys.argv[0])} {__file__}\\n")
+"""
+
+
+def _experiments(repo: Path) -> list[dict[str, Any]]:
+    """Each experiment of the current baseline: name, executor state/log, params, metrics."""
+    out = []
+    for baseline in json.loads(dvc(repo, "exp", "show", "--json").stdout):
+        for exp in baseline.get("experiments") or []:
+            executor = exp.get("executor") or {}
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            out.append({
+                "name": exp.get("name") or rev.get("name"),
+                "state": executor.get("state", "success" if data.get("metrics") else "unknown"),
+                "log": (executor.get("local") or {}).get("log"),
+                "params": (data.get("params") or {}).get("params.yaml", {}).get("data", {}),
+                "metrics": {path: m.get("data", {}) for path, m in (data.get("metrics") or {}).items()},
+            })  # fmt: skip
+    return out
+
+
+def _queue_done(repo: Path) -> bool:
+    """True once `dvc queue status` lists no Queued/Running task and no live worker."""
+    try:
+        proc = subprocess.run(
+            [str(BIN / "dvc"), "queue", "status"], cwd=repo, env=env(), capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    tasks = proc.stdout.split("Worker status:")[0]
+    busy = re.search(r"\b(Queued|Running)\b", tasks)
+    return proc.returncode == 0 and not busy and "Worker status: 0 active, 0 idle" in proc.stdout
+
+
+def _wait(repo: Path, timeout: float = 420) -> None:
+    # Poll the queue, not `dvc exp show`: collecting experiments while a worker finishes one
+    # can hang (DVC takes the experiments lock from both sides).
+    deadline = time.monotonic() + timeout
+    while not _queue_done(repo):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queue did not finish in {timeout:.0f} s:\n{dvc(repo, 'queue', 'status').stdout}")
+        time.sleep(2)
+
+
+def _readme_exp_show() -> list[str]:
+    """The `dvc exp show` command the README's experiments section tells users to run."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Experiments and review", 1)[1]
+    line = next(ln for ln in section.splitlines() if ln.startswith("dvc exp show "))
+    return shlex.split(line.split("  #", 1)[0])
+
+
+def test_queued_sweep_runs_two_jobs_from_a_fresh_copy(project, tmp_path):
+    repo = project()
+    with (repo / "circlefit/__init__.py").open("a", encoding="utf-8") as f:
+        f.write(PROBE)
+    git(repo, "commit", "-q", "-am", "import probe")
+    probe = tmp_path / "imports.txt"
+
+    queued = dvc(repo, "exp", "run", "--queue", *SWEEP)
+    assert queued.stdout.count("Queued experiment") == 2, queued.stdout
+    e = env() | {"CIRCLEFIT_TEST_IMPORT_PROBE": str(probe)}
+    start = [str(BIN / "dvc"), "queue", "start", "-j", "2"]
+    # The workers outlive this call and inherit its stdio: give them none, or this call would wait.
+    subprocess.run(start, cwd=repo, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    try:
+        _wait(repo)
+    finally:
+        dvc(repo, "queue", "stop", "--kill", check=False)
+    exps = _experiments(repo)
+    assert len(exps) == 2, exps
+
+    failed = {x["name"]: Path(x["log"]).read_text()[-3000:] for x in exps if x["state"] != "success" and x["log"]}
+    assert not failed and all(x["state"] == "success" for x in exps), failed or exps
+    assert sorted(x["params"]["model"]["hidden"] for x in exps) == [[16], [16, 16]]
+    for x in exps:
+        assert x["params"]["train"]["lr"] == 0.02
+        assert math.isfinite(x["metrics"]["data/eval/metrics.json"]["test"]["rmse"])
+        assert x["metrics"]["data/train/summary.json"]["threads"] == x["params"]["train"]["threads"]
+
+    # The stages of both runs imported their experiment's own circlefit, not the installed one.
+    # (generate/normalize may come from DVC's run cache in one of them: same data params.)
+    imported = [line.split(" ", 1) for line in probe.read_text().splitlines()]
+    workspaces = repo.resolve() / ".dvc" / "tmp" / "exps"
+    assert all(Path(path).resolve().is_relative_to(workspaces) for _, path in imported), imported
+    ran = {(Path(path).parents[1].name, stage) for stage, path in imported}
+    assert len({ws for ws, _ in ran}) == 2, imported
+    for ws in {ws for ws, _ in ran}:
+        assert {(ws, "train.py"), (ws, "evaluate.py")} <= ran, imported
+
+    # The README's focused table shows the swept params and the key metrics as columns.
+    table = dvc(repo, *_readme_exp_show()[1:]).stdout
+    header = table.splitlines()[0]
+    for column in ("Experiment", "model.hidden", "train.lr", "test.rmse", "ood.rmse", "best_val_loss"):
+        assert re.search(rf"\|\s*{re.escape(column)}\s*\|", header), (column, header)
+    for x in exps:
+        assert x["name"] in table
