@@ -150,7 +150,9 @@ class FastStep:
         self._window = torch.full((window,), math.nan, device=device)
         self._flat = flatten_params(list(net.parameters()))
         self._grad: torch.Tensor = self._flat.grad  # type: ignore[assignment]
-        self.optimizer = make_optimizer([self._flat], capture)
+        # Capturable on CUDA even when not capturing: its update never reads a device scalar on
+        # the host (the plain one syncs on the tensor lr); CPU has only the plain one.
+        self.optimizer = make_optimizer([self._flat], device.type == "cuda")
         _feed_hyperparameters(self.optimizer, self._hyper)
         self._capture, self._required = capture, required
         self._side: torch.cuda.Stream | None = None
