@@ -148,7 +148,8 @@ class FastStep:
         self._hyper = torch.zeros(1, 2, dtype=torch.float32, device=device)  # this step's row of the table
         self._t = torch.zeros(1, dtype=torch.long, device=device)  # device-side step counter
         self._window = torch.full((window,), math.nan, device=device)
-        self._flat = flatten_params(list(net.parameters()))
+        self._params = list(net.parameters())
+        self._flat = flatten_params(self._params)
         self._grad: torch.Tensor = self._flat.grad  # type: ignore[assignment]
         # Capturable on CUDA even when not capturing: its update never reads a device scalar on
         # the host (the plain one syncs on the tensor lr); CPU has only the plain one.
@@ -184,6 +185,8 @@ class FastStep:
 
     def step(self) -> torch.Tensor:
         """Run the next step; its loss (with a graph, the same static tensor every step)."""
+        if self.steps >= len(self._lrs) - 1:
+            raise RuntimeError(f"the schedule table covers {len(self._lrs) - 1} steps; all were run")
         if self._graph is not None:
             self._graph.replay()
         elif not self._capture:
@@ -204,6 +207,14 @@ class FastStep:
         lrs = self._lrs[self._drained : self.steps]
         self._drained = self.steps
         return losses, lrs
+
+    def close(self) -> None:
+        """Give each parameter its own storage back (values kept) and drop the graph and buffers."""
+        for p in self._params:
+            p.data = p.data.clone()
+            p.grad = None
+        self._graph = None
+        self.optimizer.state.clear()
 
     def _warmup(self) -> torch.Tensor:
         """A real step, on a side stream as CUDA graph capture wants its warmup."""

@@ -206,7 +206,7 @@ def train(
                 break
     if fast is not None:  # what actually ran: capture may have fallen back to the eager static step
         mode = "graph" if fast.captured else "static"
-    fast = None  # frees a captured graph's memory pool before L-BFGS allocates its own
+        fast.close()  # parameters own their storage again; a graph's memory pool is released
 
     # Phase 2: full-batch L-BFGS refinement (strong Wolfe line search), in eval_every chunks.
     if tcfg.lbfgs_steps > 0 and not stopped_early:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import numpy as np
 import pytest
 import torch
 
+from circlefit.checkpoint import load_model, save_model
 from circlefit.config import ConfigError, ModelConfig, TrainConfig, from_mapping, parse_params
 from circlefit.data import generate, load_tutorial
 from circlefit.device import DeviceError, configure
@@ -170,11 +170,15 @@ def test_configure_leaves_cpu_determinism_settings_alone():
     assert torch.are_deterministic_algorithms_enabled() == before
 
 
-def test_flat_parameters_survive_lbfgs_and_state_dict_round_trip(small_data):
+def test_after_the_static_step_lbfgs_runs_and_the_model_saves_and_loads(small_data, tmp_path):
     ds, stats = small_data
     cfg, mcfg = _cfg(epochs=20, lbfgs_steps=10), ModelConfig((16,), "relu")
     result = train(cfg, mcfg, stats, ds.train, ds.val, CPU, step_mode="static")
     assert [r["phase"] for r in result.curve][-1] == "lbfgs"
     assert result.curve[-1]["val_loss"] < result.curve[0]["val_loss"]
-    state = result.model.state_dict()
-    assert all(t.device.type == "cpu" and np.isfinite(t.numpy()).all() for t in state.values())
+    storages = {p.untyped_storage().data_ptr() for p in result.model.parameters()}
+    assert len(storages) == len(list(result.model.parameters()))  # no longer views of one buffer
+    save_model(result.model, tmp_path / "w.safetensors")  # safetensors refuses shared storage
+    loaded = load_model(tmp_path / "w.safetensors")
+    for (name, a), b in zip(result.model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
