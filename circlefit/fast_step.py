@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 StepMode = Literal["eager", "static", "graph"]  # train.py's loop | FastStep eagerly | FastStep as a CUDA graph
 GRAPH_OPTIMIZERS = ("adam", "adamw")  # their single-tensor update takes a tensor beta1 without a host sync
 WARMUP_STEPS = 3  # eager steps on a side stream before capture: lazy optimizer state, cuBLAS handles
+ALIGN = 64  # elements: each parameter's view starts 256-byte aligned, as its own allocation would
 
 MakeOptimizer = Callable[[list[nn.Parameter], bool], torch.optim.Optimizer]  # (params, capturable)
 MakeSchedule = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler | None]
@@ -100,16 +101,20 @@ def flatten_params(params: Sequence[nn.Parameter]) -> nn.Parameter:
     """One flat parameter that backs every given parameter (values unchanged), with a flat `.grad`.
 
     Each parameter becomes a view into it and its `.grad` a view into the flat gradient, which
-    backward then accumulates into in place: zero the flat gradient before each backward.
+    backward then accumulates into in place: zero the flat gradient before each backward. The
+    padding between views stays zero (zero gradient: Adam and weight decay leave it at zero).
     """
-    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-    flat.grad = torch.zeros_like(flat)
-    offset = 0
+    offsets = [0]
     for p in params:
-        k = p.numel()
-        p.data = flat.data[offset : offset + k].view_as(p)
-        p.grad = flat.grad[offset : offset + k].view_as(p)
-        offset += k
+        offsets.append(offsets[-1] + -(-p.numel() // ALIGN) * ALIGN)
+    first = params[0]
+    flat = nn.Parameter(torch.zeros(offsets[-1], dtype=first.dtype, device=first.device))
+    flat.grad = torch.zeros_like(flat)
+    for p, start in zip(params, offsets, strict=False):
+        view = flat.data[start : start + p.numel()].view_as(p)
+        view.copy_(p.detach())
+        p.data = view
+        p.grad = flat.grad[start : start + p.numel()].view_as(p)
     return flat
 
 

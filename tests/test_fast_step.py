@@ -65,10 +65,10 @@ def test_flat_parameters_keep_values_grads_and_the_adam_update_bitwise():
     a, b = MLP((16, 8)), MLP((16, 8))
     b.load_state_dict(a.state_dict())
     flat = flatten_params(list(b.parameters()))
-    assert flat.numel() == sum(p.numel() for p in a.parameters())
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
         assert pb.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr()
+        assert (pb.data_ptr() - flat.data_ptr()) % 256 == 0  # aligned like an allocation of its own
     opt_a = torch.optim.Adam(a.parameters(), lr=0.01, foreach=False)
     opt_b = torch.optim.Adam([flat], lr=0.01, foreach=False)
     x = torch.randn(64, 2)
@@ -83,6 +83,7 @@ def test_flat_parameters_keep_values_grads_and_the_adam_update_bitwise():
         opt_b.step()
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)  # the flat update is the same elementwise arithmetic
+    assert flat.count_nonzero() == sum(p.count_nonzero() for p in b.parameters())  # padding stayed 0
 
 
 @pytest.mark.parametrize("over", [{}, {"optimizer": "adamw", "schedule": "cosine", "weight_decay": 0.01}])
