@@ -109,6 +109,7 @@ class EarlyStoppingConfig:
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = _c()
     precision: Literal["fp32", "tf32", "bf16"] = _c()
+    cuda_graph: Literal["auto", "always", "never"] = _c()  # capture the full-batch step (circlefit.fast_step)
     threads: int = _c(gt=0)
     seed: int = _c(ge=0)
     optimizer: Literal["adam", "adamw", "radam", "sgd"] = _c()

@@ -1,10 +1,16 @@
-"""Device, threads and precision: decided once, at the edge, and passed down."""
+"""Device, threads, precision and determinism: decided once, at the edge, and passed down."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-__all__ = ["DeviceError", "configure", "resolve_device"]
+__all__ = ["CUBLAS_WORKSPACE", "DeviceError", "configure", "resolve_device"]
+
+# cuBLAS is only run-to-run deterministic with a fixed workspace; the variable is read when
+# cuBLAS is first used, so it must be set before the first matmul on the GPU (configure does).
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 class DeviceError(RuntimeError):
@@ -24,9 +30,18 @@ def resolve_device(requested: str, source: str = "params.yaml") -> torch.device:
 
 
 def configure(device: torch.device, threads: int, precision: str) -> None:
-    """Process-wide settings: thread count (bitwise repeatability depends on it) and TF32."""
+    """Process-wide settings: thread count (bitwise repeatability depends on it), TF32, determinism.
+
+    On CUDA: deterministic algorithms where torch has them (a warning, not an error, where it
+    has none), a fixed cuBLAS workspace, and no NaN-filling of fresh allocations (that fill
+    costs a full memory pass per activation at large n and changes no result). CPU settings
+    other than the thread count are left as they are, so CPU results do not move.
+    """
     torch.set_num_threads(threads)
     if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
         tf32 = precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from circlefit.config import ModelConfig, TrainConfig
+from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
 
@@ -114,8 +115,13 @@ def train(
     val_rows: np.ndarray,
     device: torch.device,
     on_eval: Callable[[CurveRow], None] | None = None,
+    step_mode: StepMode | None = None,
 ) -> TrainResult:
-    """Train a fresh model from `tcfg.seed`; deterministic for fixed params, device and threads."""
+    """Train a fresh model from `tcfg.seed`; deterministic for fixed params, device and threads.
+
+    `step_mode` overrides how phase-1 steps run (default: from `tcfg.cuda_graph`, see
+    `circlefit.fast_step.choose_mode`); "static" runs the graph's step eagerly, on any device.
+    """
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(tcfg.seed)
     model = build_model(mcfg, stats, gen).to(device)
@@ -125,7 +131,10 @@ def train(
     full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= n
     per_epoch = 1 if full_batch else math.ceil(n / tcfg.batch_size)
     batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
+    # No autocast weight cache: a captured step must re-cast weights on every replay (same values).
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16", cache_enabled=False
+    )  # fmt: skip
 
     def loss_on(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast:
@@ -155,33 +164,49 @@ def train(
     # Phase 1: first-order optimizer, full- or mini-batch, on-device batches, no per-step sync.
     opt = _optimizer(tcfg, net.parameters(), capturable=False)
     sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
+    mode = choose_mode(tcfg, device, full_batch, override=step_mode)
+    fast = None
+    if mode != "eager":  # full batch: the same step over static buffers, replayed as a CUDA graph
+        fast = FastStep(
+            net, loss_on, data.x, data.y, lambda ps, cap: _optimizer(tcfg, iter(ps), cap),
+            lambda o: _schedule(tcfg, o, tcfg.epochs), tcfg.epochs, tcfg.eval_every,
+            capture=mode == "graph", required=tcfg.cuda_graph == "always",
+        )  # fmt: skip
     window: list[torch.Tensor] = []
     lrs: list[float] = []
     for epoch in range(1, tcfg.epochs + 1):
-        order = None if full_batch else torch.randperm(n, generator=batch_gen, device=device)
-        epoch_loss = torch.zeros((), device=device)
-        for b in range(per_epoch):
-            if order is None:
-                xb, yb = data.x, data.y
-            else:
-                idx = order[b * tcfg.batch_size : (b + 1) * tcfg.batch_size]
-                xb, yb = data.x[idx], data.y[idx]
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.zero_grad(set_to_none=True)
-            loss = loss_on(xb, yb)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+        if fast is not None:
+            epoch_loss = fast.step()
             step += 1
-            window.append(loss.detach())
-            epoch_loss += loss.detach() * (xb.shape[0] / n)
+        else:
+            order = None if full_batch else torch.randperm(n, generator=batch_gen, device=device)
+            epoch_loss = torch.zeros((), device=device)
+            for b in range(per_epoch):
+                if order is None:
+                    xb, yb = data.x, data.y
+                else:
+                    idx = order[b * tcfg.batch_size : (b + 1) * tcfg.batch_size]
+                    xb, yb = data.x[idx], data.y[idx]
+                lrs.append(opt.param_groups[0]["lr"])
+                opt.zero_grad(set_to_none=True)
+                loss = loss_on(xb, yb)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step += 1
+                window.append(loss.detach())
+                epoch_loss += loss.detach() * (xb.shape[0] / n)
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
-            _check_finite(torch.stack(window), step - len(window) + 1, lrs)
+            losses, lrs = fast.drain() if fast is not None else (torch.stack(window), lrs)
+            _check_finite(losses, step - len(losses) + 1, lrs)
             window, lrs = [], []
-            if evaluate(epoch, "first_order", opt.param_groups[0]["lr"], epoch_loss):
+            if evaluate(epoch, "first_order", fast.lr if fast else opt.param_groups[0]["lr"], epoch_loss):
                 stopped_early = True
                 break
+    if fast is not None:  # what actually ran: capture may have fallen back to the eager static step
+        mode = "graph" if fast.captured else "static"
+        fast.close()  # parameters own their storage again; a graph's memory pool is released
 
     # Phase 2: full-batch L-BFGS refinement (strong Wolfe line search), in eval_every chunks.
     if tcfg.lbfgs_steps > 0 and not stopped_early:
@@ -219,6 +244,7 @@ def train(
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": tcfg.precision,
+        "phase1_step": mode,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "steps": step,
