@@ -63,8 +63,24 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER, help="BASE [HEAD] [-o report.md] …; see `circlefit report -h`")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from circlefit.report import main as report_main
+
+    return report_main(args.args)
+
+
+# Subcommands with their own full argparse parser: argv after the name goes to them untouched
+# (argparse.REMAINDER cannot pass a leading `-h` or `-o` through a subparser).
+PASSTHROUGH = {"report"}
+
+
 COMMANDS: dict[str, Command] = {
     "predict": Command("predict x² + y² with the exported ONNX model (onnxruntime only)", _predict_args, _predict),
+    "report": Command("markdown review report of a change: params, metrics and plots diffs", _report_args, _report),
 }
 
 
@@ -83,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from circlefit.io import DataError
     from circlefit.predict import PredictError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in PASSTHROUGH:
+        return COMMANDS[argv[0]].run(argparse.Namespace(args=argv[1:]))
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))

@@ -23,9 +23,6 @@ LR_INVARIANT = {
     "data/eval/metrics.json": {"baseline_constant_mean.test_rmse", "test.n", "ood.n", "tutorial.n", "test.held_out"},
     "data/train/summary.json": {"steps", "train_rows", "parameters", "threads", "device", "precision", "torch"},
 }
-# A params section read by a stage that lands in a separate change: excused only while
-# dvc.yaml has no stage of that name, so the excuse expires by itself when the stage arrives.
-AWAITING_STAGE = {"export": "export"}
 
 
 def _json(repo: Path, *args: str) -> dict:
@@ -43,10 +40,8 @@ def test_params_diff_is_exactly_the_change(history):
 def test_every_param_is_read_by_some_stage(history):
     everything = _json(history, "params", "diff", "HEAD", "--all")["params.yaml"]
     declared = _json(history, "params", "diff", "HEAD", "--all", "--deps")["params.yaml"]
-    stages = YAML(typ="safe").load((history / "dvc.yaml").read_text())["stages"]
-    excused = {section for section, stage in AWAITING_STAGE.items() if stage not in stages}
     unread = {key for key in everything if key not in declared}
-    assert unread == {key for key in everything if key.split(".")[0] in excused}, (
+    assert unread == set(), (
         "params.yaml keys that no stage in dvc.yaml lists under `params:` (changing them reruns nothing)"
     )
 
