@@ -59,13 +59,33 @@ def main() -> None:
                 "stages.generate", [*par, "--tutorial", "data/tutorial36.csv", "--out", str(t / "gen")], env
             )
             nrm = run_stage("stages.normalize", [*par, "--data", str(t / "gen"), "--out", str(t / "stats.json")], env)
-            trn = run_stage("stages.train", [*par, "--data", str(t / "gen"), "--stats", str(t / "stats.json"),
-                                             "--model", str(t / "w.safetensors"), "--curve", str(t / "loss.tsv"),
-                                             "--summary", str(t / "s.json"), "--timing", str(t / "t.json")], env)  # fmt: skip
-            row = {"n": n, "generate": {"wall_s": gen[0], "peak_rss_mib": gen[1]},
-                   "normalize": {"wall_s": nrm[0], "peak_rss_mib": nrm[1]},
-                   "train_1_epoch": {"wall_s": trn[0], "peak_rss_mib": trn[1]},
-                   "total_wall_s": gen[0] + nrm[0] + trn[0], "peak_rss_mib": max(gen[1], nrm[1], trn[1])}  # fmt: skip
+            trn = run_stage(
+                "stages.train",
+                [
+                    *par,
+                    "--data",
+                    str(t / "gen"),
+                    "--stats",
+                    str(t / "stats.json"),
+                    "--model",
+                    str(t / "w.safetensors"),
+                    "--curve",
+                    str(t / "loss.tsv"),
+                    "--summary",
+                    str(t / "s.json"),
+                    "--timing",
+                    str(t / "t.json"),
+                ],
+                env,
+            )
+            row = {
+                "n": n,
+                "generate": {"wall_s": gen[0], "peak_rss_mib": gen[1]},
+                "normalize": {"wall_s": nrm[0], "peak_rss_mib": nrm[1]},
+                "train_1_epoch": {"wall_s": trn[0], "peak_rss_mib": trn[1]},
+                "total_wall_s": gen[0] + nrm[0] + trn[0],
+                "peak_rss_mib": max(gen[1], nrm[1], trn[1]),
+            }
             rows.append(row)
             print(row, flush=True)
     print(save("growth", {"batch_size": args.batch_size, "rows": rows}))
