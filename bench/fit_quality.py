@@ -1,0 +1,93 @@
+"""Fit quality and training cost: circlefit's default vs the tutorial's recipes and a constant.
+
+Usage: python bench/fit_quality.py [--seeds 0 1 2 3 4] [--threads 2]
+Same data for every recipe; seeds vary the training only. Writes bench/results/fit_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from common import ROOT, save, summarize
+from recipes import tutorial_recipe
+
+from circlefit.config import load_params
+from circlefit.data import Dataset, generate, load_tutorial
+from circlefit.evaluate import predict, regression_metrics
+from circlefit.normalize import fit_stats
+from circlefit.train import train
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def _torch_predictor(module: torch.nn.Module) -> Predictor:
+    def f(xy: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(xy)))[:, 0].numpy()
+
+    return f
+
+
+def fit(recipe: str, ds: Dataset, seed: int, params) -> tuple[float, Predictor]:
+    t0 = time.perf_counter()
+    if recipe == "constant_mean":
+        m = float(ds.train[:, 2].astype(np.float64).mean())
+        pred: Predictor = lambda xy: np.full(xy.shape[0], m, dtype=np.float32)  # noqa: E731
+    elif recipe.startswith("tutorial_"):
+        pred = _torch_predictor(tutorial_recipe(ds.train, optimized=recipe == "tutorial_optimized", seed=seed))
+    else:
+        stats = fit_stats(ds.train, params.normalize.min_std)
+        tcfg = dataclasses.replace(params.train, seed=seed)
+        model = train(tcfg, params.model, stats, ds.train, ds.val, torch.device("cpu")).model
+        pred = lambda xy: predict(model, xy)  # noqa: E731
+    return time.perf_counter() - t0, pred
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    params = load_params(ROOT / "params.yaml")
+    tutorial_xy = load_tutorial(ROOT / "data/tutorial36.csv")
+    datasets = {
+        "tutorial36": generate(dataclasses.replace(params.data, source="tutorial"), tutorial_xy),
+        "disk": generate(params.data, tutorial_xy),
+    }
+    recipes = ["tutorial_initial", "tutorial_optimized", "constant_mean", "circlefit"]
+    rows = []
+    for dname, ds in datasets.items():
+        evals = {"tutorial36": {"fit_36_points": ds.tutorial}, "disk": {"test": ds.test, "ood": ds.ood}}[dname]
+        for recipe in recipes:
+            for seed in args.seeds:
+                wall, pred = fit(recipe, ds, seed, params)
+                row = {"dataset": dname, "recipe": recipe, "seed": seed, "train_wall_s": wall}
+                for ename, rows_ in evals.items():
+                    m = regression_metrics(pred(rows_[:, :2]), rows_)
+                    row[f"{ename}_rmse"], row[f"{ename}_max_abs_err"] = m["rmse"], m["max_abs_err"]
+                rows.append(row)
+                print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    table = []
+    for dname in datasets:
+        ours = [r for r in rows if r["dataset"] == dname and r["recipe"] == "circlefit"]
+        key = "fit_36_points_rmse" if dname == "tutorial36" else "test_rmse"
+        ours_med = summarize([r[key] for r in ours])["median"]
+        for recipe in recipes:
+            rs = [r for r in rows if r["dataset"] == dname and r["recipe"] == recipe]
+            entry = {"dataset": dname, "recipe": recipe}
+            for k in rs[0]:
+                if k.endswith(("_rmse", "_max_abs_err", "_wall_s")):
+                    entry[k] = summarize([r[k] for r in rs])
+            entry["ratio_baseline_rmse_over_circlefit"] = entry[key]["median"] / ours_med
+            table.append(entry)
+    print(save("fit_quality", {"seeds": args.seeds, "threads": args.threads, "runs": rows, "table": table}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Accuracy frontier: test RMSE vs training wall time for a few architectures and optimizers.
+
+Usage: python bench/frontier.py [--threads 2] [--seeds 0]
+Default disk data; each configuration trains with circlefit's library on CPU. Writes
+bench/results/frontier.json and bench/results/frontier.png (needs the `bench` extra: matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+from common import RESULTS, ROOT, save, summarize
+
+from circlefit.config import load_params
+from circlefit.data import generate, load_tutorial
+from circlefit.evaluate import predict, regression_metrics
+from circlefit.normalize import fit_stats
+from circlefit.train import train
+
+ARCHS = [(64,), (64, 64), (128, 128), (256,), (512,)]
+# name -> overrides of params.train (the default is adam 1000 epochs + 1000 L-BFGS steps)
+OPTIMIZERS = {
+    "adam_2000": {"optimizer": "adam", "epochs": 2000, "lbfgs_steps": 0},
+    "adam_1000+lbfgs_1000": {"optimizer": "adam", "epochs": 1000, "lbfgs_steps": 1000},
+    "radam_1000+lbfgs_1000": {"optimizer": "radam", "epochs": 1000, "lbfgs_steps": 1000},
+}
+
+
+def plot(rows: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for opt in OPTIMIZERS:
+        pts = sorted(
+            (r["wall_s"]["median"], r["test_rmse"]["median"], r["hidden"]) for r in rows if r["optimizer"] == opt
+        )
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=opt)
+        for x, y, h in pts:
+            ax.annotate("x".join(map(str, h)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("training wall time (s, 2 CPU threads)")
+    ax.set_ylabel("test RMSE (log)")
+    ax.set_yscale("log")
+    ax.set_title("circlefit accuracy frontier (default disk, r ≤ 20)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    params = load_params(ROOT / "params.yaml")
+    ds = generate(params.data, load_tutorial(ROOT / "data/tutorial36.csv"))
+    stats = fit_stats(ds.train, params.normalize.min_std)
+    rows = []
+    for hidden in ARCHS:
+        mcfg = dataclasses.replace(params.model, hidden=hidden)
+        for opt, over in OPTIMIZERS.items():
+            walls, rmses = [], []
+            for seed in args.seeds:
+                tcfg = dataclasses.replace(params.train, seed=seed, **over)
+                res = train(tcfg, mcfg, stats, ds.train, ds.val, torch.device("cpu"))
+                walls.append(res.wall_s)
+                rmses.append(regression_metrics(predict(res.model, ds.test[:, :2]), ds.test)["rmse"])
+            row = {"hidden": list(hidden), "optimizer": opt, "wall_s": summarize(walls), "test_rmse": summarize(rmses),
+                   "parameters": sum(p.numel() for p in res.model.net.parameters())}  # fmt: skip
+            rows.append(row)
+            print(hidden, opt, f"rmse {row['test_rmse']['median']:.3f} wall {row['wall_s']['median']:.1f}s", flush=True)
+    plot(rows, RESULTS / "frontier.png")
+    print(save("frontier", {"threads": args.threads, "seeds": args.seeds, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
