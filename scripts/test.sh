@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh dev
+# Offline copies of the vega builds dvc's plot HTML loads, for the headless-browser plot test.
+if command -v npm >/dev/null; then .venv/bin/python tests/browser/fetch_vega.py; fi
 exec .venv/bin/python -m pytest "$@"
