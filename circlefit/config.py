@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,12 +191,39 @@ def parse_yaml(text: str, source: str) -> Any:
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        # A quoted scalar or flow list left open is reported where the parser gives up (often the
+        # next key); the key it belongs to is where it started.
+        started = (e.context or "").startswith(("while scanning a", "while parsing a flow"))
+        at = e.context_mark if started and e.context_mark else mark
+        key = _key_at(text, at.line) if at else ""
+        where = f" at {key}{where}" if key else where
         problem = (e.problem or e.context or "malformed YAML").strip()
         raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
     except YAMLError as e:
         raise ConfigError(f"{source}: malformed YAML: {e}") from None
     except ValueError as e:  # e.g. an integer literal over Python's 4300-digit conversion limit
         raise ConfigError(f"{source}: unreadable YAML value: {e}") from None
+
+
+_KEY_LINE = re.compile(r"^([ \t]*)([^\s#'\"\[{&*!|>%@`-][^:#]*?)[ \t]*:(?:[ \t]+(.*))?$")
+
+
+def _key_at(text: str, line: int) -> str:
+    """The dotted key of block-style YAML `text` at 0-based `line` (by indentation), for error messages."""
+    parents: list[tuple[int, str]] = []
+    key = ""
+    for i, raw in enumerate(text.splitlines()[: line + 1]):
+        m = _KEY_LINE.match(raw)
+        if m is None:
+            continue
+        indent, name, value = len(m.group(1)), m.group(2).strip(), (m.group(3) or "").strip()
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        if i == line:
+            key = name
+        elif not value or value.startswith("#"):  # `section:` opens a mapping
+            parents.append((indent, name))
+    return ".".join([p for _, p in parents] + ([key] if key else []))
 
 
 def parse_params(text: str, source: str = _FILE) -> Params:

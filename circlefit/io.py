@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -17,9 +19,13 @@ __all__ = [
     "DataError",
     "atomic_dir",
     "atomic_file",
+    "json_bool",
+    "json_number",
     "load_array",
     "read_json",
     "save_array",
+    "sweep_stale",
+    "temp_glob",
     "write_json",
 ]
 
@@ -43,6 +49,46 @@ def _umask() -> int:
     return mask
 
 
+def temp_glob(name: str) -> str:
+    """The glob of the temp siblings `atomic_file`/`atomic_dir` make for an output called `name`."""
+    return f".{glob.escape(name)}.tmp.*"
+
+
+def _temp_prefix(path: Path) -> str:
+    # The writer's pid is in the name, so a later run can tell a dead writer's leftovers from a live one's.
+    return f".{path.name}.tmp.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale(path: str | Path) -> list[Path]:
+    """Remove temp siblings of `path` whose writer no longer runs (killed mid-write); returns them.
+
+    SIGKILL or a power cut skips every cleanup, so `.NAME.tmp.PID.*` can be left beside an
+    output. They never sit under a final name, git ignores them, and the next write of the
+    same output removes them here. A live writer's temp (its pid still runs) is left alone.
+    """
+    path = Path(path)
+    removed = []
+    for stale in sorted(path.parent.glob(temp_glob(path.name))):
+        pid = stale.name[len(f".{path.name}.tmp.") :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a path to write; on success it replaces `path` in one rename.
@@ -52,7 +98,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    sweep_stale(path)
+    tmpdir = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
     try:
         tmp = tmpdir / path.name
         yield tmp
@@ -70,8 +117,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty directory to fill; on success it replaces directory `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
-    old = path.parent / f".{path.name}.old.{os.getpid()}"
+    sweep_stale(path)
+    prefix = _temp_prefix(path)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    old = path.parent / f"{prefix}old"
     try:
         yield tmp
         for child in tmp.iterdir():
@@ -97,14 +146,37 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(dumps_json(obj), encoding="utf-8")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; NaN and Infinity (which Python's json would accept) are refused like other bad JSON."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a JSON file") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise DataError(f"{path}: not valid JSON: {e}") from None
+
+
+def json_number(obj: Any, key: str, source: str | Path) -> float:
+    """`obj[key]` as a finite float, or a DataError naming the file and the key."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{source}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def json_bool(obj: Any, key: str, source: str | Path) -> bool:
+    """`obj[key]` as a bool, or a DataError naming the file and the key."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, bool):
+        raise DataError(f"{source}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def save_array(path: str | Path, array: np.ndarray) -> None:

@@ -15,7 +15,8 @@ def _expected() -> tuple[type[BaseException], ...]:
     from circlefit.config import ConfigError
     from circlefit.io import DataError
 
-    errors: list[type[BaseException]] = [ConfigError, DataError]
+    # OSError: a full disk, a read-only or vanished directory; its message names the file and the errno.
+    errors: list[type[BaseException]] = [ConfigError, DataError, OSError]
     for mod, name in (
         ("circlefit.device", "DeviceError"),
         ("circlefit.train", "TrainingDiverged"),

@@ -10,7 +10,7 @@ import torch
 from circlefit.checkpoint import load_model
 from circlefit.config import load_params
 from circlefit.evaluate import evaluate, plot_rows
-from circlefit.io import atomic_file, load_array, read_json, write_json
+from circlefit.io import atomic_file, json_bool, json_number, load_array, read_json, write_json
 from circlefit.normalize import stats_from_json
 from circlefit.stage import run_stage
 
@@ -45,11 +45,14 @@ def main() -> None:
     data = Path(args.data)
     splits = {name: load_array(data / f"{name}.npy", 3) for name in ("test", "ood", "tutorial")}
     stats = stats_from_json(read_json(args.stats), args.stats)
-    manifest = read_json(data / "manifest.json")
+    manifest_path = data / "manifest.json"
+    manifest = read_json(manifest_path)
+    train_radius = json_number(manifest, "train_radius", manifest_path)
+    held_out = json_bool(manifest, "held_out", manifest_path)  # false: test = train (source: tutorial)
     model = load_model(args.model)
 
-    metrics, preds = evaluate(model, splits, stats.mean[2], float(manifest["train_radius"]), cfg.bands, cfg.batch_size)
-    metrics["test"]["held_out"] = bool(manifest["held_out"])  # false: test = train (source: tutorial)
+    metrics, preds = evaluate(model, splits, stats.mean[2], train_radius, cfg.bands, cfg.batch_size)
+    metrics["test"]["held_out"] = held_out
     write_json(args.metrics, metrics)
     _write_csv(args.pred_plot, plot_rows(splits["test"], preds["test"], cfg.plot_points))
     radius = [dict(r, split="test") for r in plot_rows(splits["test"], preds["test"], cfg.plot_points)]

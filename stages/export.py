@@ -8,7 +8,7 @@ import torch
 from circlefit.checkpoint import load_model
 from circlefit.config import load_params
 from circlefit.export import Bundle, check_stats, export_bundle
-from circlefit.io import load_array, read_json
+from circlefit.io import json_number, load_array, read_json
 from circlefit.normalize import stats_from_json
 from circlefit.stage import run_stage
 
@@ -33,7 +33,7 @@ def main() -> None:
     stats = stats_from_json(read_json(args.stats), args.stats)
     model = load_model(args.model)
     check_stats(model, stats, args.model, args.stats)
-    radius = float(read_json(data / "manifest.json")["train_radius"])
+    radius = json_number(read_json(data / "manifest.json"), "train_radius", data / "manifest.json")
     bundle = Bundle(model=Path(args.onnx), probes=Path(args.probes))
     export_bundle(model, stats, params, splits, radius, read_json(args.metrics), bundle)
 

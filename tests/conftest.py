@@ -107,6 +107,17 @@ def project(tmp_path: Path, small_params: dict[str, Any]) -> Callable[..., Path]
     return make
 
 
+# Figures the reliability tests measure (RELIABILITY.md quotes them); printed after the run.
+FIGURES: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for topic, line in FIGURES.items():
+            terminalreporter.write_line(f"{topic}: {line}")
+
+
 # What the `history` repo changes between its two commits (a param the train stage reads).
 HISTORY_CHANGE: dict[str, Any] = {"train": {"lr": 0.003}}
 

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from circlefit.io import DataError, atomic_dir, atomic_file, dumps_json, load_array, read_json, save_array, write_json
+from circlefit.io import (
+    DataError,
+    atomic_dir,
+    atomic_file,
+    dumps_json,
+    json_bool,
+    json_number,
+    load_array,
+    read_json,
+    save_array,
+    sweep_stale,
+    temp_glob,
+    write_json,
+)
+
+from conftest import REPO
 
 
 def _mode(path: Path) -> int:
@@ -89,6 +107,84 @@ def test_read_json_errors_name_the_file(tmp_path: Path) -> None:
         read_json(bad)
     with pytest.raises(DataError, match=r"file not found"):
         read_json(tmp_path / "none.json")
+
+
+def test_read_json_refuses_nan_and_infinity(tmp_path: Path) -> None:
+    """Python's json accepts them; no file circlefit writes has them (dumps_json refuses), so they mean tampering."""
+    for token in ("NaN", "Infinity", "-Infinity"):
+        path = tmp_path / "stats.json"
+        path.write_text(f'{{"mean": [{token}, 0.0]}}')
+        with pytest.raises(DataError, match=rf"^{path}: not valid JSON: {token} is not a number JSON allows"):
+            read_json(path)
+
+
+def test_read_json_on_a_directory_names_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=rf"^{tmp_path}: is a directory"):
+        read_json(tmp_path)
+
+
+@pytest.mark.parametrize("value", [None, "20", True, float("nan"), float("inf"), [20.0]])
+def test_json_number_names_file_and_key(value: object) -> None:
+    with pytest.raises(DataError, match=r"^m\.json: train_radius must be a finite number, got "):
+        json_number({"train_radius": value} if value is not None else {}, "train_radius", "m.json")
+    assert json_number({"r": 20}, "r", "m.json") == 20.0 and json_number({"r": 2.5}, "r", "m.json") == 2.5
+
+
+def test_json_bool_names_file_and_key() -> None:
+    for bad in ({}, {"held_out": 1}, {"held_out": "true"}, ["held_out"]):
+        with pytest.raises(DataError, match=r"^m\.json: held_out must be true or false, got "):
+            json_bool(bad, "held_out", "m.json")
+    assert json_bool({"held_out": False}, "held_out", "m.json") is False
+
+
+# --- what a killed writer leaves behind ------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temp_names_carry_the_pid_and_are_ignored_by_git_and_dvc(tmp_path: Path) -> None:
+    path = tmp_path / "model" / "weights.safetensors"
+    with atomic_file(path) as tmp:
+        name = tmp.parent.name
+        assert name.startswith(f".weights.safetensors.tmp.{os.getpid()}.")
+        assert fnmatch.fnmatch(name, temp_glob("weights.safetensors")) and fnmatch.fnmatch(name, ".*.tmp.*")
+        tmp.write_bytes(b"w")
+    with atomic_dir(tmp_path / "generated") as tmp:
+        assert tmp.name.startswith(f".generated.tmp.{os.getpid()}.")
+    for ignore in (".gitignore", ".dvcignore"):
+        assert ".*.tmp.*" in (REPO / ignore).read_text().splitlines(), ignore
+    leftover = f"data/model/.weights.safetensors.tmp.{os.getpid()}.k3x9q2/weights.safetensors"
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", leftover], cwd=REPO, check=False)
+    assert proc.returncode == 0, "git does not ignore a killed stage's temp file"
+
+
+def test_a_dead_writers_temp_is_swept_by_the_next_write_a_live_ones_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "out.txt"
+    dead = tmp_path / f".out.txt.tmp.{_dead_pid()}.abcd1234"
+    live = tmp_path / f".out.txt.tmp.{os.getppid()}.efgh5678"  # our parent: running
+    other = tmp_path / f".other.txt.tmp.{_dead_pid()}.ijkl9012"  # another output's: not ours to sweep
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / d.name.split(".tmp.")[0].lstrip(".")).write_text("half")
+    write_json(path, {"a": 1})
+    assert not dead.exists() and live.exists() and other.exists()
+    assert sweep_stale(tmp_path / "other.txt") == [other] and not other.exists()
+
+
+def test_atomic_dir_sweeps_a_dead_writers_temp_and_old_copy(tmp_path: Path) -> None:
+    out = tmp_path / "generated"
+    pid = _dead_pid()
+    stale = [tmp_path / f".generated.tmp.{pid}.x1y2z3w4", tmp_path / f".generated.tmp.{pid}.old"]
+    for d in stale:
+        d.mkdir()
+        (d / "train.npy").write_bytes(b"partial")
+    with atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(os.listdir(tmp_path)) == ["generated"]
 
 
 # --- arrays ----------------------------------------------------------------------------------

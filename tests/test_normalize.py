@@ -180,8 +180,11 @@ def test_stats_from_json_rejects_bad_files(tmp_path: Path) -> None:
         stats_from_json(read_json(path), path)
     assert str(path) in str(info.value)
     path.write_text('{"mean": [NaN, 0, 1], "std": [1, 1, 1], "count": 3, "min_std": 1e-6}')  # json.loads takes NaN
-    with pytest.raises(DataError, match="x has unusable"):
-        stats_from_json(read_json(path), path)
+    with pytest.raises(DataError, match="NaN is not a number JSON allows") as info:  # read_json does not
+        read_json(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(DataError, match="x has unusable"):  # nor stats_from_json, however the NaN got there
+        stats_from_json(json.loads(path.read_text()), path)
     with pytest.raises(DataError, match="file not found"):
         read_json(tmp_path / "missing.json")
 
