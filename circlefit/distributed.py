@@ -108,14 +108,22 @@ class Dist:
 SINGLE = Dist()
 
 
+def shard_bounds(rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """[start, stop) of `rank`'s block of `rows`; the first `rows % world_size` blocks hold one more row."""
+    size, extra = divmod(rows, world_size)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
+
+
 def shard_size(rows: int, rank: int, world_size: int) -> int:
-    """Rows of `rank`'s shard when `rows` are dealt out round-robin."""
-    return len(range(rank, rows, world_size))
+    start, stop = shard_bounds(rows, rank, world_size)
+    return stop - start
 
 
 def shard(rows: np.ndarray, dist: Dist) -> np.ndarray:
-    """This rank's rows, dealt out round-robin (shards differ by at most one row)."""
-    return np.ascontiguousarray(rows[dist.rank :: dist.world_size])
+    """This rank's contiguous block of rows (of a memory map: only that block is read into memory)."""
+    start, stop = shard_bounds(len(rows), dist.rank, dist.world_size)
+    return np.require(np.asarray(rows[start:stop]), requirements=["C", "W"])  # copies a read-only map's block
 
 
 def from_env(cfg: DistributedConfig, source: str = "params.yaml") -> Dist | None:

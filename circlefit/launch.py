@@ -9,7 +9,8 @@ directory is removed and no output exists under a final name.
 
 Single machine: torchrun's `--standalone` rendezvous on a free localhost port. Several machines:
 torchrun's own `PET_*` environment variables (PET_NNODES, PET_NODE_RANK, PET_RDZV_ENDPOINT, …)
-configure the rendezvous; this machine must then be node rank 0, the one whose rank 0 writes.
+configure the rendezvous (static: node ranks are given). Global rank 0 runs on node rank 0, so
+the outputs appear there; the stage on any other node finishes with none.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def run_ranks(module: str, inputs: list[str], outputs: dict[str, str], nproc: in
     """Run `module inputs --flag staged…` under torchrun; publish `outputs` (flag → path, in order) on success.
 
     Each rank gets `threads` CPU threads (OMP_NUM_THREADS). Raises DistributedError, with no
-    output under a final name, when any rank fails or rank 0 ran on another machine.
+    output under a final name, when any rank fails, or when this is node rank 0 (PET_NODE_RANK
+    unset or 0) and global rank 0 wrote nothing here.
     """
     first = Path(next(iter(outputs.values())))
     first.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,9 @@ def run_ranks(module: str, inputs: list[str], outputs: dict[str, str], nproc: in
                 f"torchrun exited with status {rc}: a rank failed or was stopped (see its error above); "
                 "no outputs were written"
             )
+        if env.get("PET_NODE_RANK", "0") != "0":
+            log.info("every rank finished; node rank %s writes nothing (node rank 0 does)", env["PET_NODE_RANK"])
+            return
         missing = [str(p) for p in staged.values() if not p.is_file()]
         if missing:
             raise DistributedError(
