@@ -34,7 +34,7 @@ BIN = Path(sys.executable).parent
 GRID: dict[str, list[Any]] = {
     "model.hidden": [[16], [32]],
     "train.lr": [0.003, 0.01],
-    "train.optimizer": ["adam", "adamw"],
+    "train.schedule": ["onecycle", "cosine"],
 }
 FIXED: dict[str, Any] = {
     "data.n": 2048,
