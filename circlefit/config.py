@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EvaluateConfig",
     "ExportConfig",
     "ModelConfig",
@@ -107,6 +108,13 @@ class EarlyStoppingConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    enabled: bool = _c()  # run the train stage as torchrun ranks (DDP); see circlefit.launch
+    nproc_per_node: int = _c(gt=0)  # ranks on this machine; each trains on its shard of the train split
+    backend: Literal["auto", "gloo", "nccl"] = _c()  # auto: nccl on CUDA, gloo on CPU
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = _c()
     precision: Literal["fp32", "tf32", "bf16"] = _c()
@@ -122,10 +130,15 @@ class TrainConfig:
     lbfgs_steps: int = _c(ge=0)  # full-batch L-BFGS refinement after the first phase
     eval_every: int = _c(gt=0)  # epochs between validation checks (and loss-curve rows)
     early_stopping: EarlyStoppingConfig = _c()
+    distributed: DistributedConfig = _c()
 
     def check(self, key: str) -> None:
         if self.epochs + self.lbfgs_steps == 0:
             raise _err(f"{key}.epochs", "and train.lbfgs_steps are both 0: nothing would be trained")
+        if self.distributed.backend == "nccl" and self.device == "cpu":
+            raise _err(
+                f"{key}.distributed.backend", "is nccl, which needs CUDA, but train.device is cpu; use gloo or auto"
+            )
 
 
 @dataclass(frozen=True)

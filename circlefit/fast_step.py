@@ -39,9 +39,13 @@ MakeSchedule = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRSche
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def graph_blockers(cfg: TrainConfig, device: torch.device, full_batch: bool, need_cuda: bool = True) -> list[str]:
+def graph_blockers(
+    cfg: TrainConfig, device: torch.device, full_batch: bool, need_cuda: bool = True, distributed: bool = False
+) -> list[str]:
     """Why the phase-1 step cannot be a CUDA graph here (empty: it can)."""
     reasons = []
+    if distributed:
+        reasons.append("training is distributed (DDP averages gradients in its own buckets; steps run eagerly)")
     if need_cuda and device.type != "cuda":
         reasons.append(f"the device is {device.type} (CUDA graphs need CUDA)")
     if not full_batch:
@@ -57,19 +61,20 @@ def choose_mode(
     full_batch: bool,
     source: str = "params.yaml",
     override: StepMode | None = None,
+    distributed: bool = False,
 ) -> StepMode:
     """`never` → eager; `auto` → graph where possible, else eager; `always` → graph, or an error.
 
     `override` (tests, benchmarks) forces a mode; "static" needs all but CUDA, "graph" all.
     """
     if override is not None:
-        blockers = graph_blockers(cfg, device, full_batch, need_cuda=override == "graph")
+        blockers = graph_blockers(cfg, device, full_batch, need_cuda=override == "graph", distributed=distributed)
         if override != "eager" and blockers:
             raise ValueError(f"step mode {override!r} is not possible: {'; '.join(blockers)}")
         return override
     if cfg.cuda_graph == "never" or cfg.epochs == 0:
         return "eager"
-    blockers = graph_blockers(cfg, device, full_batch)
+    blockers = graph_blockers(cfg, device, full_batch, distributed=distributed)
     if not blockers:
         return "graph"
     if cfg.cuda_graph == "always":

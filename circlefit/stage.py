@@ -21,6 +21,7 @@ def _expected() -> tuple[type[BaseException], ...]:
         ("circlefit.device", "DeviceError"),
         ("circlefit.train", "TrainingDiverged"),
         ("circlefit.export", "ParityError"),
+        ("circlefit.launch", "DistributedError"),
     ):
         cls = getattr(sys.modules.get(mod), name, None)  # only if the stage imported it: keeps torch out
         if cls is not None:

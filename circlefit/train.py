@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from circlefit.config import ModelConfig, TrainConfig
+from circlefit.distributed import SINGLE, Dist
 from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
@@ -116,34 +117,41 @@ def train(
     device: torch.device,
     on_eval: Callable[[CurveRow], None] | None = None,
     step_mode: StepMode | None = None,
+    dist: Dist = SINGLE,
 ) -> TrainResult:
     """Train a fresh model from `tcfg.seed`; deterministic for fixed params, device and threads.
 
     `step_mode` overrides how phase-1 steps run (default: from `tcfg.cuda_graph`, see
     `circlefit.fast_step.choose_mode`); "static" runs the graph's step eagerly, on any device.
+    Under torchrun, `dist` is this rank's place and the rows are its shard (circlefit.distributed).
     """
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(tcfg.seed)
     model = build_model(mcfg, stats, gen).to(device)
     data = _to_tensors(model, train_rows, val_rows, device)
     net = model.net
-    n = data.x.shape[0]
+    step_net = dist.wrap(net)  # DDP averages gradients over ranks in backward
+    n, n_val = (int(v) for v in dist.sum(torch.tensor([data.x.shape[0], data.xv.shape[0]], device=device)))
     full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= n
-    per_epoch = 1 if full_batch else math.ceil(n / tcfg.batch_size)
-    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1)
+    per_epoch = 1 if full_batch else dist.steps_per_epoch(n, tcfg.batch_size)
+    local_batch = dist.local_batch(tcfg.batch_size)
+    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1 + dist.rank)
     # No autocast weight cache: a captured step must re-cast weights on every replay (same values).
     autocast = torch.autocast(
         device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16", cache_enabled=False
     )  # fmt: skip
 
-    def loss_on(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_on(x: torch.Tensor, y: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """The mean loss; with other ranks, this rank's share of the mean over `rows` rows on all ranks."""
         with autocast:
-            pred = net(x)
-        return nn.functional.mse_loss(pred.float(), y)
+            pred = step_net(x)
+        if rows is None or not dist.ddp:
+            return nn.functional.mse_loss(pred.float(), y)
+        return nn.functional.mse_loss(pred.float(), y, reduction="sum") / rows
 
     def val_loss() -> torch.Tensor:
         with torch.no_grad():
-            return loss_on(data.xv, data.yv)
+            return dist.sum(loss_on(data.xv, data.yv, n_val))
 
     best = _Best(net, tcfg)
     curve: list[CurveRow] = []
@@ -164,7 +172,7 @@ def train(
     # Phase 1: first-order optimizer, full- or mini-batch, on-device batches, no per-step sync.
     opt = _optimizer(tcfg, net.parameters(), capturable=False)
     sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
-    mode = choose_mode(tcfg, device, full_batch, override=step_mode)
+    mode = choose_mode(tcfg, device, full_batch, override=step_mode, distributed=dist.ddp)
     fast = None
     if mode != "eager":  # full batch: the same step over static buffers, replayed as a CUDA graph
         fast = FastStep(
@@ -179,26 +187,29 @@ def train(
             epoch_loss = fast.step()
             step += 1
         else:
-            order = None if full_batch else torch.randperm(n, generator=batch_gen, device=device)
+            order = None if full_batch else torch.randperm(len(data.x), generator=batch_gen, device=device)
             epoch_loss = torch.zeros((), device=device)
             for b in range(per_epoch):
                 if order is None:
-                    xb, yb = data.x, data.y
+                    xb, yb, rows = data.x, data.y, n
                 else:
-                    idx = order[b * tcfg.batch_size : (b + 1) * tcfg.batch_size]
-                    xb, yb = data.x[idx], data.y[idx]
+                    idx = order[b * local_batch : (b + 1) * local_batch]
+                    xb, yb, rows = data.x[idx], data.y[idx], dist.step_rows(n, tcfg.batch_size, b)
                 lrs.append(opt.param_groups[0]["lr"])
                 opt.zero_grad(set_to_none=True)
-                loss = loss_on(xb, yb)
-                loss.backward()
+                loss = loss_on(xb, yb, rows)
+                dist.backward(loss)
                 opt.step()
                 if sched is not None:
                     sched.step()
                 step += 1
                 window.append(loss.detach())
-                epoch_loss += loss.detach() * (xb.shape[0] / n)
+                epoch_loss += loss.detach() * (rows / n)
         if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
             losses, lrs = fast.drain() if fast is not None else (torch.stack(window), lrs)
+            if dist.ddp:  # one all-reduce per evaluation: every rank sees the global losses
+                reduced = dist.sum(torch.cat([losses, epoch_loss[None]]))
+                losses, epoch_loss = reduced[:-1], reduced[-1]
             _check_finite(losses, step - len(losses) + 1, lrs)
             window, lrs = [], []
             if evaluate(epoch, "first_order", fast.lr if fast else opt.param_groups[0]["lr"], epoch_loss):
@@ -215,11 +226,11 @@ def train(
             line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
         )  # fmt: skip
 
-        def closure() -> torch.Tensor:
+        def closure() -> torch.Tensor:  # the global loss and gradient: every rank's line search agrees
             lbfgs.zero_grad(set_to_none=True)
-            loss = loss_on(data.x, data.y)
-            loss.backward()
-            return loss
+            loss = loss_on(data.x, data.y, n)
+            dist.backward(loss)
+            return dist.sum(loss)
 
         done = 0
         while done < tcfg.lbfgs_steps:
@@ -230,12 +241,13 @@ def train(
             done += chunk
             step += chunk
             with torch.no_grad():
-                train_loss = loss_on(data.x, data.y)
+                train_loss = dist.sum(loss_on(data.x, data.y, n))
             _check_finite(train_loss[None], step, [1.0])
             if evaluate(tcfg.epochs, "lbfgs", 1.0, train_loss):
                 stopped_early = True
                 break
 
+    dist.check_in_sync(net)
     net.load_state_dict(best.state)
     model = model.to("cpu").eval()
     wall = time.perf_counter() - t0
@@ -255,6 +267,7 @@ def train(
         "stopped_early": stopped_early,
         "train_rows": n,
         "parameters": sum(p.numel() for p in net.parameters()),
+        **dist.describe(),
     }
     log.info("trained %d steps on %s in %.2f s; best val loss %.3g", step, device, wall, best.loss)
     return TrainResult(model, curve, summary, wall, {"wall_s": wall, "steps_per_s": step / wall if wall else 0.0})

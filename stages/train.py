@@ -1,18 +1,37 @@
-"""train: fit the ReLU MLP on standardized train data; write weights, loss curve and summary."""
+"""train: fit the ReLU MLP on standardized train data; write weights, loss curve and summary.
+
+With train.distributed.enabled the stage relaunches itself under torchrun (circlefit.launch);
+each rank then trains on its shard and rank 0 alone writes (circlefit.distributed).
+"""
 
 import argparse
 import csv
 import io
 from pathlib import Path
 
+from circlefit import distributed
 from circlefit.checkpoint import save_model
 from circlefit.config import load_params
 from circlefit.device import configure, resolve_device
 from circlefit.io import atomic_file, load_array, read_json, write_json
+from circlefit.launch import run_ranks, under_torchrun
 from circlefit.normalize import stats_from_json
 from circlefit.progress import Progress
 from circlefit.stage import run_stage
-from circlefit.train import train
+from circlefit.train import TrainResult, train
+
+
+def write_outputs(args: argparse.Namespace, result: TrainResult) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(result.curve[0]), delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(result.curve)
+    with atomic_file(args.curve) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    write_json(args.summary, result.summary)
+    write_json(args.timing, result.timing)
+    with atomic_file(args.model) as tmp:  # last: a model file exists only after a complete run
+        save_model(result.model, tmp)
 
 
 def main() -> None:
@@ -27,27 +46,32 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params(args.params)
-    device = resolve_device(params.train.device, args.params)
-    configure(device, params.train.threads, params.train.precision)
-    stats = stats_from_json(read_json(args.stats), args.stats)
-    data = Path(args.data)
-    train_rows = load_array(data / "train.npy", 3)
-    val_rows = load_array(data / "val.npy", 3)
+    dcfg = params.train.distributed
+    if dcfg.enabled and not under_torchrun():
+        inputs = ["--params", args.params, "--data", args.data, "--stats", args.stats]
+        outputs = {"--curve": args.curve, "--summary": args.summary, "--timing": args.timing, "--model": args.model}
+        threads = distributed.threads_per_rank(params.train.threads, dcfg.nproc_per_node)
+        run_ranks("stages.train", inputs, outputs, dcfg.nproc_per_node, threads)
+        return
+    dist, device = distributed.start(dcfg, resolve_device(params.train.device, args.params), args.params)
+    try:
+        configure(
+            device, distributed.threads_per_rank(params.train.threads, dist.local_world_size), params.train.precision
+        )
+        stats = stats_from_json(read_json(args.stats), args.stats)
+        data = Path(args.data)
+        train_rows = distributed.shard(load_array(data / "train.npy", 3, mmap=dist.ddp), dist)
+        val_rows = distributed.shard(load_array(data / "val.npy", 3, mmap=dist.ddp), dist)
 
-    progress = Progress(params.train.epochs)
-    result = train(params.train, params.model, stats, train_rows, val_rows, device, on_eval=progress)
-    progress.close()
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(result.curve[0]), delimiter="\t", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(result.curve)
-    with atomic_file(args.curve) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-    write_json(args.summary, result.summary)
-    write_json(args.timing, result.timing)
-    with atomic_file(args.model) as tmp:  # last: a model file exists only after a complete run
-        save_model(result.model, tmp)
+        progress = Progress(params.train.epochs) if dist.rank == 0 else None
+        result = train(params.train, params.model, stats, train_rows, val_rows, device, progress, dist=dist)
+        dist.barrier()  # every rank finished training before rank 0 writes anything
+        if progress is not None:
+            progress.close()
+        if dist.rank == 0:
+            write_outputs(args, result)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":
