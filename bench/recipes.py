@@ -9,11 +9,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 def _net(activation: bool, generator: torch.Generator) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(3, 64)]
-    if activation:
-        layers.append(nn.ReLU())
-    layers.append(nn.Linear(64, 1))
-    net = nn.Sequential(*layers)
+    with torch.random.fork_rng():  # biases keep nn.Linear's default init: draw it from the seed too
+        torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        layers: list[nn.Module] = [nn.Linear(3, 64)]
+        if activation:
+            layers.append(nn.ReLU())
+        layers.append(nn.Linear(64, 1))
+        net = nn.Sequential(*layers)
     for m in net:
         if isinstance(m, nn.Linear):  # the tutorial's init_weights: xavier_normal_ on weights
             nn.init.xavier_normal_(m.weight, generator=generator)
