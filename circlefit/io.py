@@ -192,7 +192,7 @@ def load_array(path: str | Path, columns: int, mmap: bool = False) -> np.ndarray
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array (truncated or corrupt?): {e}") from None
+        raise DataError(f"{path}: {_unreadable(path, e)}") from None
     if arr.dtype != np.float32:
         raise DataError(f"{path}: expected dtype float32, got {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != columns:
@@ -203,6 +203,16 @@ def load_array(path: str | Path, columns: int, mmap: bool = False) -> np.ndarray
     if bad is not None:
         raise DataError(f"{path}: non-finite value at row {bad}: {arr[bad].tolist()}")
     return arr
+
+
+def _unreadable(path: Path, e: BaseException) -> str:
+    # numpy's own words for the pickle cases would suggest loading the file unsafely
+    if "pickle" not in str(e):
+        return f"not a readable .npy array (truncated or corrupt?): {e}"
+    with open(path, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            return "not a readable .npy array: it holds pickled Python objects; refusing to load it"
+    return "not a .npy file (no .npy header); refusing to unpickle it"
 
 
 def _first_nonfinite(arr: np.ndarray, chunk: int = 1 << 20) -> int | None:

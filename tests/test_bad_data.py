@@ -56,6 +56,23 @@ def _array(name: str, file: str, change: Callable[[np.ndarray], np.ndarray | byt
     return make
 
 
+def _cut(name: str, file: str) -> Make:
+    """A copy of data/generated at bad/NAME with FILE cut to half its bytes."""
+
+    def make(ws: Path) -> dict[str, str]:
+        d = ws / "bad" / name
+        shutil.copytree(ws / "data/generated", d)
+        (d / file).write_bytes((d / file).read_bytes()[: (d / file).stat().st_size // 2])
+        return {"data": f"bad/{name}"}
+
+    return make
+
+
+def _pickled_rows(a: np.ndarray) -> np.ndarray:
+    """An object array whose unpickling would create bad/obj/PWNED in the stage's directory (np.save pickles it)."""
+    return np.array([Payload(Path("bad/obj/PWNED"))] * len(a), dtype=object)
+
+
 def _set(row: int, col: int, value: float) -> Callable[[np.ndarray], np.ndarray]:
     def change(a: np.ndarray) -> np.ndarray:
         a = a.copy()
@@ -151,8 +168,11 @@ class Case:
 
 
 CASES = [
-    Case("truncated train.npy", "train", _array("trunc", "train.npy", lambda a: a.tobytes()[:200]),
-         "bad/trunc/train.npy", "truncated or corrupt"),
+    Case("truncated train.npy", "train", _cut("trunc", "train.npy"), "bad/trunc/train.npy", "truncated or corrupt"),
+    Case("train.npy of pickled objects", "train", _array("obj", "train.npy", _pickled_rows),
+         "bad/obj/train.npy", "it holds pickled Python objects; refusing to load it"),
+    Case("not an array at all", "evaluate", _array("junk", "test.npy", lambda a: b"x,y,label\n1,2,5\n"),
+         "bad/junk/test.npy", "not a .npy file (no .npy header)"),
     Case("float64 val.npy", "train", _array("f64", "val.npy", lambda a: a.astype(np.float64)),
          "bad/f64/val.npy", "expected dtype float32, got float64"),
     Case("val.npy of width 2", "train", _array("width", "val.npy", lambda a: a[:, :2].copy()),
@@ -220,15 +240,21 @@ def test_each_bad_input_is_refused_by_its_stage_naming_the_file(workspace: Path)
     assert not problems, "\n".join(problems)
     assert untouched, "a stage touched an output while refusing bad input"
     assert not (workspace / "bad/pickle/PWNED").exists(), "loading the weights ran code from the file"
+    assert not (workspace / "bad/obj/PWNED").exists(), "loading train.npy ran code from the file"
 
 
-def test_crafted_pickle_would_fire_if_unpickled(workspace: Path, tmp_path: Path) -> None:
-    """The sentinel check above can fail: pickle.load on the same kind of file does create it."""
+def test_crafted_pickles_would_fire_if_unpickled(workspace: Path, tmp_path: Path) -> None:
+    """The sentinel checks above can fail: pickle.load / np.load(allow_pickle=True) on the same files create them."""
     path = tmp_path / "weights.safetensors"
     _pickle(workspace / "data/model/weights.safetensors", path)
     code = "import pickle, sys; pickle.load(open(sys.argv[1], 'rb'))"
     subprocess.run([str(BIN / "python"), "-c", code, str(path)], env=env(), check=False, timeout=60)
     assert (tmp_path / "PWNED").exists()
+    (tmp_path / "bad/obj").mkdir(parents=True)
+    np.save(tmp_path / "rows.npy", _pickled_rows(np.zeros((2, 3))))
+    code = "import numpy, sys; numpy.load(sys.argv[1], allow_pickle=True)"
+    subprocess.run([str(BIN / "python"), "-c", code, "rows.npy"], cwd=tmp_path, env=env(), check=False, timeout=60)
+    assert (tmp_path / "bad/obj/PWNED").exists()
 
 
 def test_tampered_onnx_model_is_refused_by_the_consumer(workspace: Path, tmp_path: Path) -> None:
