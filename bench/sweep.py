@@ -122,6 +122,12 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
     return tree
 
 
+def _start(repo: Path, jobs: int) -> None:
+    # The workers outlive `queue start` and inherit its stdio: give them none, or the call would wait.
+    subprocess.run([str(BIN / "dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=_env(),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
+
+
 def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     """Queue the grid in a fresh clone, run it with `dvc queue start -j jobs`, time it."""
     repo = _clone(dest)
@@ -132,17 +138,24 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     if queued.count("Queued experiment") != len(_configs()):
         raise SystemExit(f"expected {len(_configs())} queued experiments:\n{queued}")
     t = time.monotonic()
-    # The workers outlive `queue start` and inherit its stdio: give them none, or the call would wait.
-    subprocess.run([str(BIN / "dvc"), "queue", "start", "-j", str(jobs)], cwd=repo, env=_env(),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
+    _start(repo, jobs)
     finished: list[float] = []  # seconds after `queue start` at which each experiment was seen done
+    restarts, stalled_since = 0, None
     while True:
         state = _queue(repo)
         if state is not None:
-            done, busy, _ = state
+            done, busy, workers = state
             finished += [round(time.monotonic() - t, 1)] * (done - len(finished))
             if not busy and done == len(_configs()):
                 break
+            # DVC's idle monitor can stop a worker with tasks still queued (treeverse/dvc#10562);
+            # its workaround is another `dvc queue start`. Counted, and reported.
+            stalled_since = None if workers else (stalled_since or time.monotonic())
+            if stalled_since and time.monotonic() - stalled_since > 20:
+                _start(repo, jobs)
+                restarts, stalled_since = restarts + 1, None
+        if time.monotonic() - t > 3600:
+            raise SystemExit(f"-j {jobs}: the queue did not finish in an hour")
         time.sleep(0.5)
     wall = time.monotonic() - t
     while (state := _queue(repo)) is None or state[2]:  # idle workers exit after DVC's 10 s idle timeout
@@ -158,6 +171,7 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
         "wall_s": round(wall, 2),  # `dvc queue start` until every experiment is done
         "finished_s": finished,
         "workers_exit_s": round(workers_exit, 2),
+        "worker_restarts": restarts,
         "loadavg_1m_after": os.getloadavg()[0],
         "experiments": exps,
     }
