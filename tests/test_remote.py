@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def _outs(repo: Path) -> dict[str, bool]:
     """Every output path dvc.yaml declares → whether DVC caches it (the others are committed to git)."""
     stages = YAML(typ="safe").load((repo / "dvc.yaml").read_text())["stages"]
-    outs = [o if isinstance(o, dict) else {o: {}} for s in stages.values() for o in s["outs"]]
+    outs = [o if isinstance(o, dict) else {o: {}} for s in stages.values() for o in s.get("outs", [])]
     return {path: (opts or {}).get("cache", True) for o in outs for path, opts in o.items()}
 
 
