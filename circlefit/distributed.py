@@ -29,7 +29,7 @@ from circlefit.config import DistributedConfig
 from circlefit.device import DeviceError
 from circlefit.launch import DistributedError, under_torchrun
 
-__all__ = ["SINGLE", "Dist", "OutOfSync", "shard", "start", "stop", "threads_per_rank"]
+__all__ = ["SINGLE", "Dist", "OutOfSync", "shard", "shard_bounds", "shard_size", "start", "stop", "threads_per_rank"]
 
 log = logging.getLogger(__name__)
 
