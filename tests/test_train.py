@@ -112,6 +112,20 @@ def test_summary_is_complete_and_json_safe(ds: Dataset, stats: Stats) -> None:
     assert result.wall_s > 0 and result.timing["wall_s"] == result.wall_s
 
 
+def test_validation_in_chunks_matches_one_pass(ds: Dataset, stats: Stats, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large validation sets are evaluated in EVAL_ROWS chunks (bounded memory), same losses."""
+    import circlefit.train as train_mod
+
+    whole = run(ds, stats, tcfg(epochs=30, lbfgs_steps=10))
+    assert ds.val.shape[0] > 7
+    monkeypatch.setattr(train_mod, "EVAL_ROWS", 7)  # many chunks, the last one short
+    chunked = run(ds, stats, tcfg(epochs=30, lbfgs_steps=10))
+    a = np.array([r["val_loss"] for r in whole.curve])
+    b = np.array([r["val_loss"] for r in chunked.curve])
+    np.testing.assert_allclose(b, a, rtol=1e-5)
+    assert chunked.summary["best_val_loss"] == pytest.approx(val_loss(chunked.model, ds.val), rel=1e-5)
+
+
 @pytest.mark.parametrize(
     ("optimizer", "schedule"),
     [("adam", "constant"), ("adamw", "constant"), ("radam", "constant"), ("sgd", "constant"),
