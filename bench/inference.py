@@ -1,6 +1,11 @@
 """Inference: the exported ONNX model in onnxruntime vs the same model in PyTorch eager / compiled.
 
 Usage: python bench/inference.py [--threads 1] [--compile]
+Backends: `ort` (one session.run per batch, sequential, no spinning), `ort_default_opts`,
+`circlefit_predict` (circlefit.predict.predict: input checks, CHUNK_ROWS rows per call),
+`torch_eager` (one forward per batch), `torch_eager_chunked` (CHUNK_ROWS rows per forward),
+`torch_compile` (with --compile) all run the exported network (circlefit.model.fold_normalizer);
+`torch_eager_unfolded` runs the trained CircleModel (elementwise normalizer around the network).
 Needs `dvc repro` first (data/export/model.onnx, data/model/weights.safetensors). Every
 backend runs in its own process (their thread pools would fight), at batch 1, 1 024 and
 1 000 000; the machine's fp32 matrix-multiply FLOP/s is measured in the same run (its own
@@ -62,19 +67,39 @@ def child(backend: str, threads: int, repeats: int) -> dict[str, Any]:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(MODEL), opts, providers=["CPUExecutionProvider"])
         fn = lambda x: sess.run(None, {"xy": x})[0]  # noqa: E731
+    elif backend == "circlefit_predict":  # what users call: input checks + CHUNK_ROWS-row calls
+        from circlefit.predict import load_session, predict
+
+        session = load_session(MODEL, threads=threads)
+        fn = lambda x: predict(session, x)  # noqa: E731
     elif backend.startswith("torch"):
         import torch
 
         from circlefit.checkpoint import load_model
+        from circlefit.model import fold_normalizer
 
         torch.set_num_threads(threads)
-        model = load_model(WEIGHTS)
+        trained = load_model(WEIGHTS)
+        # The same network as the ONNX file (normalizer folded into the first and last layers),
+        # except torch_eager_unfolded: the trained CircleModel with its elementwise normalizer.
+        model = trained if backend == "torch_eager_unfolded" else fold_normalizer(trained)
         if backend == "torch_compile":
             model = torch.compile(model, dynamic=True)
 
         def fn(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return model(torch.from_numpy(x)).numpy()
+
+        if backend == "torch_eager_chunked":  # the same cache blocking as circlefit_predict, for fairness
+            from circlefit.predict import CHUNK_ROWS
+
+            whole = fn
+
+            def fn(x: np.ndarray) -> np.ndarray:
+                out = np.empty((x.shape[0], 1), dtype=np.float32)
+                for s in range(0, x.shape[0], CHUNK_ROWS):
+                    out[s : s + CHUNK_ROWS] = whole(x[s : s + CHUNK_ROWS])
+                return out
     elif backend == "matmul":
         import torch
 
@@ -108,7 +133,9 @@ def main() -> None:
         return
     if not MODEL.is_file():
         raise SystemExit(f"{MODEL}: not found; run `dvc repro` first")
-    backends = ["matmul", "ort", "ort_default_opts", "torch_eager"] + (["torch_compile"] if args.compile else [])
+    backends = ["matmul", "ort", "ort_default_opts", "circlefit_predict", "torch_eager", "torch_eager_chunked"]
+    backends += ["torch_eager_unfolded"]
+    backends += ["torch_compile"] if args.compile else []
     results: dict[str, Any] = {}
     for backend in backends:
         cmd = [sys.executable, str(Path(__file__)), "--child", backend, "--threads", str(args.threads),
@@ -126,6 +153,10 @@ def main() -> None:
         "ort_batch1_latency_us": results["ort"]["1"]["latency_us"]["median"],
         "ort_over_torch_eager_at_1M": results["ort"][big]["samples_per_s"]
         / results["torch_eager"][big]["samples_per_s"],
+        "circlefit_predict_over_torch_eager_at_1M": results["circlefit_predict"][big]["samples_per_s"]
+        / results["torch_eager"][big]["samples_per_s"],
+        "circlefit_predict_over_torch_eager_chunked_at_1M": results["circlefit_predict"][big]["samples_per_s"]
+        / results["torch_eager_chunked"][big]["samples_per_s"],
         "ort_over_torch_eager_batch1": results["torch_eager"]["1"]["latency_us"]["median"]
         / results["ort"]["1"]["latency_us"]["median"],
     }

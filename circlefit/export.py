@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 import circlefit
 from circlefit.config import ConfigError, Params, as_dict
 from circlefit.io import DataError, atomic_file, dumps_json
-from circlefit.model import CircleModel
+from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
 from circlefit.parity import ParityError, Tolerance, check_parity, parity_inputs
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
@@ -78,20 +78,26 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml") -> onnx.ModelProto:
-    """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside."""
+def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml", fold: bool = True) -> onnx.ModelProto:
+    """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside.
+
+    The normalizer is folded into the first and last layers (`circlefit.model.fold_normalizer`):
+    the graph is Gemm → activation → … → Gemm, with the stats kept in the metadata. `fold=False`
+    exports the elementwise Sub/Div … Mul/Add around the network instead (bench/export_variants.py).
+    """
     model = model.to("cpu").eval()
+    module = fold_normalizer(model) if fold else model
     batch = torch.export.Dim("batch")
     with _quiet_exporter():
         program = torch.onnx.export(
-            model,
+            module,
             (torch.zeros(_EXAMPLE_BATCH, 2),),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             opset_version=opset,
             dynamo=True,
             external_data=False,
-            dynamic_shapes={"xy": {0: batch}},
+            dynamic_shapes=({0: batch},),  # positional: the folded MLP names its argument z
             verbose=False,
         )
     assert program is not None  # dynamo=True always returns the program
@@ -138,7 +144,8 @@ def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius:
     proto.doc_string = (
         f"circlefit: predicts x² + y² from raw coordinates. Input {INPUT_NAME!r} float32 [batch, 2] (x, y); "
         f"output {OUTPUT_NAME!r} float32 [batch, 1]. Input standardization and label de-standardization are "
-        f"inside the graph. Trained on radius <= {train_radius:g}; outside it the error grows."
+        "folded into the first and last layers' weights (the stats: metadata circlefit.normalization). "
+        f"Trained on radius <= {train_radius:g}; outside it the error grows."
     )
     props = {
         "circlefit.normalization": dumps_json(stats.to_json()).strip(),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from circlefit.config import ModelConfig
 from circlefit.normalize import Stats
 
-__all__ = ["MLP", "CircleModel", "build_model"]
+__all__ = ["MLP", "CircleModel", "build_model", "fold_normalizer"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -74,3 +76,28 @@ def build_model(cfg: ModelConfig, stats: Stats | None, generator: torch.Generato
                 module.weight.uniform_(-bound, bound, generator=generator)
                 module.bias.uniform_(-bound, bound, generator=generator)
     return model
+
+
+def fold_normalizer(model: CircleModel) -> MLP:
+    """The same function as `model` with the normalizer folded into the first and last Linear layers.
+
+    Raw (x, y) → raw x² + y² as `model`, but with no elementwise ops around the network:
+    W₀' = W₀ / σ_xy, b₀' = b₀ − W₀ (μ_xy / σ_xy) and W_L' = σ_y W_L, b_L' = σ_y b_L + μ_y (computed
+    in float64, stored as float32). Only the affine first and last layers change, so it holds for
+    every activation. This is what is exported: in onnxruntime the four [N, 2] / [N, 1] elementwise
+    ops cost more than the layers at small batches (bench/inference.py). Outputs differ from
+    `model`'s by float32 rounding; the export's parity check bounds that.
+    """
+    folded = copy.deepcopy(model.net).to("cpu").eval()
+    linears = [m for m in folded.layers if isinstance(m, nn.Linear)]
+    first, last = linears[0], linears[-1]
+    mu, sd = model.xy_mean.detach().double().cpu(), model.xy_std.detach().double().cpu()
+    lm, ls = model.label_mean.detach().double().cpu(), model.label_std.detach().double().cpu()
+    with torch.no_grad():
+        w, b = first.weight.double(), first.bias.double()
+        first.weight.copy_(w / sd)
+        first.bias.copy_(b - w @ (mu / sd))
+        w, b = last.weight.double(), last.bias.double()  # after the above when first is last (no hidden layer)
+        last.weight.copy_(w * ls)
+        last.bias.copy_(b * ls + lm)
+    return folded

@@ -29,11 +29,12 @@ class ParityError(RuntimeError):
 class Tolerance:
     """|onnx - torch| <= rtol * (|torch| + |label_mean| + label_std), per output.
 
-    Why this scale: the graph computes y = net(z) * label_std + label_mean in float32. Runtimes
-    sum the dot products in a different order (and with or without FMA), so net(z) picks up
-    rounding of a few ulps of its own O(1) standardized magnitude; multiplied by label_std and
-    added to label_mean, that error lives at the magnitude of |y|, |label_mean| and label_std,
-    never below. An absolute bound would be too loose near the origin or too tight far out
+    Why this scale: PyTorch computes y = net(z) * label_std + label_mean in float32, and the file
+    the same with label_std and label_mean folded into the last layer (W·label_std, b·label_std +
+    label_mean). Runtimes sum the dot products in a different order (and with or without FMA),
+    so net(z) picks up rounding of a few ulps of its own O(1) standardized magnitude; multiplied
+    by label_std and added to label_mean, that error lives at the magnitude of |y|, |label_mean|
+    and label_std, never below. An absolute bound would be too loose near the origin or too tight far out
     (labels reach ~400 in the training disk, ~3200 at the corners of the random points' box);
     a bound relative to |y| alone would fail near y ≈ 0, where the rounding of `+ label_mean`
     (≈ 200) still shows. rtol = 1e-5

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from circlefit.config import ModelConfig
-from circlefit.model import MLP, CircleModel, build_model
+from circlefit.model import MLP, CircleModel, build_model, fold_normalizer
 from circlefit.normalize import Stats
 
 STATS = Stats(mean=(0.5, -1.5, 130.0), std=(11.0, 9.0, 70.0), count=100, min_std=1e-6)
@@ -60,6 +60,24 @@ def test_forward_matches_numpy(activation: str) -> None:
     with torch.no_grad():
         got = m(torch.from_numpy(xy))[:, 0].double().numpy()
     np.testing.assert_allclose(got, numpy_forward(m, xy, activation), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "silu", "tanh"])
+@pytest.mark.parametrize("hidden", [(16, 8), (4,)])
+def test_folded_normalizer_computes_the_same_function(activation: str, hidden: tuple[int, ...]) -> None:
+    """What is exported: raw xy in, raw x² + y² out, the stats inside the first and last layers."""
+    m = model(hidden, activation)
+    folded = fold_normalizer(m)
+    xy = points()
+    with torch.no_grad():
+        got = folded(torch.from_numpy(xy))[:, 0].double().numpy()
+    np.testing.assert_allclose(got, numpy_forward(m, xy, activation), rtol=1e-5, atol=1e-4)
+    assert not [b for b, _ in folded.named_buffers()]  # no elementwise normalizer left
+    assert [type(x) for x in folded.layers] == [type(x) for x in m.net.layers]
+    with torch.no_grad():  # the trained model is untouched
+        np.testing.assert_array_equal(
+            m(torch.from_numpy(xy))[:, 0].numpy(), model(hidden, activation)(torch.from_numpy(xy))[:, 0].numpy()
+        )
 
 
 ACTIVATIONS = [("relu", nn.ReLU), ("gelu", nn.GELU), ("silu", nn.SiLU), ("tanh", nn.Tanh)]
