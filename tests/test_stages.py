@@ -68,9 +68,10 @@ Runs = tuple[Path, dict[str, subprocess.CompletedProcess[str]]]
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """One copy of the project with generate and normalize run (with -X importtime)."""
+    """One copy of the project with check_params, generate and normalize run (with -X importtime)."""
     repo = copy_project(tmp_path_factory.mktemp("stages") / "proj", merge(repo_params(), SMALL))
-    return repo, {name: ok(stage(repo, name, importtime=True)) for name in ("generate", "normalize")}
+    names = ("check_params", "generate", "normalize")
+    return repo, {name: ok(stage(repo, name, importtime=True)) for name in names}
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +125,9 @@ def test_normalize_names_a_corrupt_input(tmp_path: Path) -> None:
     assert not (repo / "data/stats.json").exists()
 
 
-def test_generate_and_normalize_never_import_torch(prepared: Runs) -> None:
+def test_stages_without_a_model_never_import_torch(prepared: Runs) -> None:
     _, procs = prepared
-    for name in ("generate", "normalize"):
+    for name in ("check_params", "generate", "normalize"):
         mods = imported_modules(procs[name].stderr)
         assert "circlefit.config" in mods, "the import log was not captured"
         assert not {m for m in mods if m.split(".")[0] in ("torch", "onnx", "onnxruntime")}, name
