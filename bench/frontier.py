@@ -1,6 +1,6 @@
 """Accuracy frontier: test RMSE vs training wall time for a few architectures and optimizers.
 
-Usage: python bench/frontier.py [--threads 2] [--seeds 0]
+Usage: python bench/frontier.py [--threads 2] [--seeds 0 1 2]
 Default disk data; each configuration trains with circlefit's library on CPU. Writes
 bench/results/frontier.json and bench/results/frontier.png (needs the `bench` extra: matplotlib).
 """
@@ -26,6 +26,9 @@ OPTIMIZERS = {
     "adam_1000+lbfgs_1000": {"optimizer": "adam", "epochs": 1000, "lbfgs_steps": 1000},
     "radam_1000+lbfgs_1000": {"optimizer": "radam", "epochs": 1000, "lbfgs_steps": 1000},
 }
+# What each second buys with the default network and recipe: both phases scaled together.
+BUDGET_SERIES = "1x256 adam+lbfgs, steps scaled"
+BUDGETS = (0.125, 0.25, 0.5, 1.0, 2.0)
 
 
 def plot(rows: list[dict], path) -> None:
@@ -35,13 +38,19 @@ def plot(rows: list[dict], path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for opt in OPTIMIZERS:
+    for series in [*OPTIMIZERS, BUDGET_SERIES]:
         pts = sorted(
-            (r["wall_s"]["median"], r["test_rmse"]["median"], r["hidden"]) for r in rows if r["optimizer"] == opt
+            (r["wall_s"]["median"], r["test_rmse"]["median"], r["label"]) for r in rows if r["series"] == series
         )
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=opt)
-        for x, y, h in pts:
-            ax.annotate("x".join(map(str, h)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            label=series,
+            ls="--" if series == BUDGET_SERIES else "-",
+        )
+        for x, y, label in pts:
+            ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("training wall time (s, 2 CPU threads)")
     ax.set_ylabel("test RMSE (log)")
     ax.set_yscale("log")
@@ -55,26 +64,32 @@ def plot(rows: list[dict], path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params(ROOT / "params.yaml")
     ds = generate(params.data, load_tutorial(ROOT / "data/tutorial36.csv"))
     stats = fit_stats(ds.train, params.normalize.min_std)
+    runs = [
+        (hidden, opt, opt, "x".join(map(str, hidden)), over) for hidden in ARCHS for opt, over in OPTIMIZERS.items()
+    ]
+    for b in BUDGETS:
+        steps = {"epochs": round(1000 * b), "lbfgs_steps": round(1000 * b)}
+        runs.append(((256,), f"adam_{steps['epochs']}+lbfgs_{steps['lbfgs_steps']}", BUDGET_SERIES, f"x{b:g}", steps))
     rows = []
-    for hidden in ARCHS:
+    for hidden, opt, series, label, over in runs:
         mcfg = dataclasses.replace(params.model, hidden=hidden)
-        for opt, over in OPTIMIZERS.items():
-            walls, rmses = [], []
-            for seed in args.seeds:
-                tcfg = dataclasses.replace(params.train, seed=seed, **over)
-                res = train(tcfg, mcfg, stats, ds.train, ds.val, torch.device("cpu"))
-                walls.append(res.wall_s)
-                rmses.append(regression_metrics(predict(res.model, ds.test[:, :2]), ds.test)["rmse"])
-            row = {"hidden": list(hidden), "optimizer": opt, "wall_s": summarize(walls), "test_rmse": summarize(rmses),
-                   "parameters": sum(p.numel() for p in res.model.net.parameters())}  # fmt: skip
-            rows.append(row)
-            print(hidden, opt, f"rmse {row['test_rmse']['median']:.3f} wall {row['wall_s']['median']:.1f}s", flush=True)
+        walls, rmses = [], []
+        for seed in args.seeds:
+            tcfg = dataclasses.replace(params.train, seed=seed, **over)
+            res = train(tcfg, mcfg, stats, ds.train, ds.val, torch.device("cpu"))
+            walls.append(res.wall_s)
+            rmses.append(regression_metrics(predict(res.model, ds.test[:, :2]), ds.test)["rmse"])
+        row = {"hidden": list(hidden), "optimizer": opt, "series": series, "label": label,
+               "wall_s": summarize(walls), "test_rmse": summarize(rmses),
+               "parameters": sum(p.numel() for p in res.model.net.parameters())}  # fmt: skip
+        rows.append(row)
+        print(hidden, opt, f"rmse {row['test_rmse']['median']:.3f} wall {row['wall_s']['median']:.1f}s", flush=True)
     plot(rows, RESULTS / "frontier.png")
     print(save("frontier", {"threads": args.threads, "seeds": args.seeds, "rows": rows}))
 

@@ -80,7 +80,7 @@ def main() -> None:
             stages.append(split)
             print(f"cold repro {total:.2f} s {split}", flush=True)
         noop, status = [], []
-        for _ in range(max(5, args.repeats)):  # interleaved, so drift hits both alike
+        for _ in range(max(15, args.repeats)):  # interleaved, so drift hits both alike (~1 s each)
             noop.append(timed_cmd(repo, "repro"))
             status.append(timed_cmd(repo, "status"))
         per_stage = {name: summarize([s[name] for s in stages]) for name in stages[0]}

@@ -22,8 +22,10 @@ def _net(activation: bool, generator: torch.Generator) -> nn.Sequential:
     return net
 
 
-def tutorial_recipe(train: np.ndarray, optimized: bool, seed: int) -> nn.Module:
+def tutorial_recipe(train: np.ndarray, optimized: bool, seed: int, epochs: int | None = None) -> nn.Module:
     """Initial: 3→64→1 linear, 10 epochs, batch 6. Optimized: ReLU, x/y z-score, 100 epochs, batch 2.
+
+    `epochs` overrides the recipe's epoch count (a time-matched run); everything else is the recipe's.
 
     Both: inputs [x, y, 1], raw labels (never standardized), RAdam lr 1e-3, MSE, shuffled loader.
     Returns a module mapping raw [N, 2] coordinates to raw predictions [N, 1].
@@ -38,7 +40,8 @@ def tutorial_recipe(train: np.ndarray, optimized: bool, seed: int) -> nn.Module:
         return torch.cat([(raw - mean) / std, torch.ones(raw.shape[0], 1)], dim=1)
 
     net = _net(activation=optimized, generator=g)
-    epochs, batch = (100, 2) if optimized else (10, 6)
+    default_epochs, batch = (100, 2) if optimized else (10, 6)
+    epochs = default_epochs if epochs is None else epochs
     loss = nn.MSELoss()
     opt = torch.optim.RAdam(net.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(features(xy), labels), batch_size=batch, shuffle=True, generator=g)

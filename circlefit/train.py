@@ -24,9 +24,10 @@ __all__ = ["TrainResult", "TrainingDiverged", "train"]
 
 log = logging.getLogger(__name__)
 CurveRow = dict[str, Any]
-# Validation rows per forward pass: a 256-wide hidden layer over 1.5M rows would hold 1.5 GB of
-# activations at once; in chunks the validation pass stays at ~64 MB. At or below this many rows
-# (the default 8192-row data) the loss is one forward, so its value and dvc.lock do not change.
+# Validation rows per forward pass: at n = 10⁷ the 1M-row validation split through a 256-wide
+# layer is a 1 GB hidden tensor (twice, with its activation); in chunks it stays at ~64 MB. At or
+# below this many rows (the default 8192-row data) the loss is one forward, so its value and
+# dvc.lock do not change.
 EVAL_ROWS = 65536
 
 
