@@ -63,7 +63,10 @@ class OodConfig:
 class DataConfig:
     seed: int = _c(ge=0)
     source: Literal["disk", "annulus", "circle", "tutorial"] = _c()
-    n: int = _c(gt=0)  # rows before splitting (ignored by `tutorial`: it has 36)
+    # Rows before splitting (ignored by `tutorial`: it has 36). At most 10⁹: every stage holds its
+    # split in memory (10⁷ rows peak at 812 MiB in training, bench/growth.py; 10⁹ is ~12 GB of
+    # float32 on disk alone), so a typo of extra zeros fails here instead of running out of memory.
+    n: int = _c(gt=0, le=10**9)
     r_min: float = _c(ge=0)  # annulus inner radius
     r_max: float = _c(gt=0)  # disk / annulus outer radius
     radius: float = _c(gt=0)  # circle radius
@@ -335,7 +338,12 @@ def _check_range(value: float, key: str, checks: dict[str, Any]) -> None:
         if name in _OPS:
             sym, op = _OPS[name]
             if not op(float(value), float(bound)):
-                raise _err(key, f"must be {sym} {bound:g}, got {value:g}")
+                raise _err(key, f"must be {sym} {_num(bound)}, got {_num(value)}")
+
+
+def _num(v: float) -> str:
+    """Integers in full (10**12 stays 1000000000000), floats short."""
+    return str(v) if isinstance(v, int) else f"{v:g}"
 
 
 def _show(value: Any) -> str:

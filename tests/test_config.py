@@ -103,6 +103,7 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     # out of range
     ("data.n 0", {"data.n": 0}, "data.n", "got 0"),
     ("data.n negative", {"data.n": -5}, "data.n", "got -5"),
+    ("data.n above 10**9", {"data.n": 10**12}, "data.n", "must be <= 1000000000, got 1000000000000"),
     ("data.r_max 0", {"data.r_max": 0.0}, "data.r_max", "got 0"),
     ("data.radius negative", {"data.radius": -1.0}, "data.radius", "got -1"),
     ("data.seed negative", {"data.seed": -1}, "data.seed", "got -1"),
