@@ -48,27 +48,46 @@ def _experiments(repo: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _queue_done(repo: Path) -> bool:
-    """True once `dvc queue status` lists no Queued/Running task and no live worker."""
+def _queue_state(repo: Path) -> tuple[bool, bool] | None:
+    """(tasks still Queued/Running, workers alive) from `dvc queue status`; None if it timed out or failed."""
     try:
         proc = subprocess.run(
             [str(BIN / "dvc"), "queue", "status"], cwd=repo, env=env(), capture_output=True, text=True, timeout=60
         )
     except subprocess.TimeoutExpired:
-        return False
-    tasks = proc.stdout.split("Worker status:")[0]
-    busy = re.search(r"\b(Queued|Running)\b", tasks)
-    return proc.returncode == 0 and not busy and "Worker status: 0 active, 0 idle" in proc.stdout
+        return None
+    if proc.returncode != 0:
+        return None
+    tasks, _, workers = proc.stdout.partition("Worker status:")
+    return bool(re.search(r"\b(Queued|Running)\b", tasks)), "0 active, 0 idle" not in workers
 
 
-def _wait(repo: Path, timeout: float = 420) -> None:
-    # Poll the queue, not `dvc exp show`: collecting experiments while a worker finishes one
-    # can hang (DVC takes the experiments lock from both sides).
+def _wait(repo: Path, start: list[str], start_env: dict[str, str], timeout: float = 420) -> None:
+    """Until no task is queued or running and every worker has exited (restarts are printed).
+
+    Poll the queue, not `dvc exp show`: collecting experiments while a worker finishes one
+    can hang (DVC takes the experiments lock from both sides). DVC's idle monitor can stop a
+    worker while tasks are still queued (treeverse/dvc#10562); as bench/sweep.py does, another
+    `dvc queue start` after 20 s without workers is the workaround.
+    """
     deadline = time.monotonic() + timeout
-    while not _queue_done(repo):
+    restarts, stalled_since = 0, None
+    while (state := _queue_state(repo)) is None or state[0] or state[1]:
         if time.monotonic() > deadline:
             raise AssertionError(f"queue did not finish in {timeout:.0f} s:\n{dvc(repo, 'queue', 'status').stdout}")
+        if state is not None:
+            busy, workers = state
+            stalled_since = None if workers or not busy else (stalled_since or time.monotonic())
+            if stalled_since and time.monotonic() - stalled_since > 20:
+                _start(repo, start, start_env)
+                restarts, stalled_since = restarts + 1, None
         time.sleep(2)
+    print(f"dvc queue worker restarts: {restarts}")  # shown with the test's output if it fails later
+
+
+def _start(repo: Path, start: list[str], start_env: dict[str, str]) -> None:
+    # The workers outlive this call and inherit its stdio: give them none, or this call would wait.
+    subprocess.run(start, cwd=repo, env=start_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
 
 
 def _readme_exp_show() -> list[str]:
@@ -90,10 +109,9 @@ def test_queued_sweep_runs_two_jobs_from_a_fresh_copy(project, tmp_path):
     assert queued.stdout.count("Queued experiment") == 2, queued.stdout
     e = env() | {"CIRCLEFIT_TEST_IMPORT_PROBE": str(probe)}
     start = [str(BIN / "dvc"), "queue", "start", "-j", "2"]
-    # The workers outlive this call and inherit its stdio: give them none, or this call would wait.
-    subprocess.run(start, cwd=repo, env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    _start(repo, start, e)
     try:
-        _wait(repo)
+        _wait(repo, start, e)
     finally:
         dvc(repo, "queue", "stop", "--kill", check=False)
     exps = _experiments(repo)
