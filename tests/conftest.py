@@ -138,3 +138,14 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "change train.lr")
     return repo
+
+
+class PicklePayload:
+    """Unpickling this opens (creates) the sentinel file: a stand-in for arbitrary code in a
+    pickle. Tests put it in model and data files and assert the sentinel never appears."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.sentinel), "w"))

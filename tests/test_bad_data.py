@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 from test_stages import stage_argv
 
-from conftest import BIN, FIGURES, env, run
+from conftest import BIN, FIGURES, PicklePayload, env, run
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def _cut(name: str, file: str) -> Make:
 
 def _pickled_rows(a: np.ndarray) -> np.ndarray:
     """An object array whose unpickling would create bad/obj/PWNED in the stage's directory (np.save pickles it)."""
-    return np.array([Payload(Path("bad/obj/PWNED"))] * len(a), dtype=object)
+    return np.array([PicklePayload(Path("bad/obj/PWNED"))] * len(a), dtype=object)
 
 
 def _set(row: int, col: int, value: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -120,18 +120,8 @@ def _weights(name: str, change: Callable[[Path, Path], None]) -> Make:
     return make
 
 
-class Payload:
-    """Unpickling this creates the sentinel file: a stand-in for arbitrary code (see test_checkpoint.py)."""
-
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.sentinel), "w"))
-
-
 def _pickle(src: Path, dst: Path) -> None:
-    dst.write_bytes(pickle.dumps({"weights": src.read_bytes(), "x": Payload(dst.parent / "PWNED")}))
+    dst.write_bytes(pickle.dumps({"weights": src.read_bytes(), "x": PicklePayload(dst.parent / "PWNED")}))
 
 
 def _truncate(src: Path, dst: Path) -> None:

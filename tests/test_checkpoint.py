@@ -20,6 +20,8 @@ from circlefit.io import DataError, atomic_file
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
 
+from conftest import PicklePayload
+
 STATS = Stats(mean=(0.1, -0.2, 133.0), std=(11.5, 11.4, 66.0), count=10, min_std=1e-6)
 
 
@@ -61,16 +63,6 @@ def test_missing_file(tmp_path: Path) -> None:
     assert str(info.value).startswith(f"{path}: ")
 
 
-class _Payload:
-    """Unpickling this opens (creates) the sentinel file: a stand-in for arbitrary code."""
-
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (open, (str(self.sentinel), "w"))
-
-
 def _assert_refused(path: Path, sentinel: Path) -> None:
     with pytest.raises(DataError) as info:
         load_model(path)
@@ -89,7 +81,7 @@ def test_refuses_a_torch_save_pickle(tmp_path: Path) -> None:
     sentinel = tmp_path / "PWNED"
     path = tmp_path / "data" / "model" / "weights.safetensors"
     path.parent.mkdir(parents=True)
-    torch.save({"net.layers.0.weight": torch.zeros(8, 2), "evil": _Payload(sentinel)}, path)
+    torch.save({"net.layers.0.weight": torch.zeros(8, 2), "evil": PicklePayload(sentinel)}, path)
     _assert_refused(path, sentinel)
     # (a file object: torch 2.13's torch.load hands *.safetensors paths to safetensors itself)
     _trap_fires(path, sentinel, "import sys; torch.load(open(sys.argv[1], 'rb'), weights_only=False)")
@@ -98,7 +90,7 @@ def test_refuses_a_torch_save_pickle(tmp_path: Path) -> None:
 def test_refuses_a_plain_pickle(tmp_path: Path) -> None:
     sentinel = tmp_path / "PWNED"
     path = tmp_path / "weights.safetensors"
-    path.write_bytes(pickle.dumps(_Payload(sentinel)))
+    path.write_bytes(pickle.dumps(PicklePayload(sentinel)))
     _assert_refused(path, sentinel)
     _trap_fires(path, sentinel, "import sys; pickle.load(open(sys.argv[1], 'rb'))")
 
