@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +39,15 @@ def test_dvc_metrics_show(repo: Path) -> None:
         assert entry["data"] == json.loads((repo / path).read_text()), path
 
 
+def _find_key(tree: Any, key: str) -> list[Any]:
+    """Every value stored under `key` anywhere in a JSON tree."""
+    if isinstance(tree, dict):
+        return [v for k, v in tree.items() if k == key] + [x for v in tree.values() for x in _find_key(v, key)]
+    if isinstance(tree, list):
+        return [x for v in tree for x in _find_key(v, key)]
+    return []
+
+
 def test_dvc_plots_show(repo: Path, tmp_path: Path) -> None:
     plots = json.loads(dvc(repo, "plots", "show", "--json").stdout)
     assert "errors" not in plots, plots.get("errors")
@@ -52,6 +62,9 @@ def test_dvc_plots_show(repo: Path, tmp_path: Path) -> None:
     for name, (plot,) in data.items():
         assert plot["type"] == "vega"
         assert len(plot["content"]["data"]["values"]) == expected[name], name
+    # The loss spans orders of magnitude: its template (.dvc/plots/linear_logy.json) draws y on a log scale.
+    y_scales = [y.get("scale") for y in _find_key(data["loss_curve"][0]["content"], "y") if isinstance(y, dict)]
+    assert y_scales and all(sc == {"type": "log"} for sc in y_scales), y_scales
     out = tmp_path / "html"
     dvc(repo, "plots", "show", "-o", str(out))
     html = (out / "index.html").read_text()
