@@ -26,19 +26,11 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from circlefit.checkpoint import load_model
 from circlefit.export import export_onnx
-from circlefit.predict import CHUNK_ROWS
+from circlefit.predict import CHUNK_ROWS, load_session
 
 WEIGHTS = ROOT / "data/model/weights.safetensors"
 TEST = ROOT / "data/generated/test.npy"
 SHIPPED = ROOT / "data/export/model.onnx"
-
-
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def _per_call(fn: Any, budget_s: float) -> float:
@@ -53,7 +45,7 @@ def _per_call(fn: Any, budget_s: float) -> float:
 
 def measure(paths: dict[str, Path], threads: int, repeats: int, test: np.ndarray) -> dict[str, Any]:
     """Every metric, variants interleaved round by round so drift in the machine hits all alike."""
-    sessions = {name: _session(path, threads) for name, path in paths.items()}
+    sessions = {name: load_session(path, threads) for name, path in paths.items()}
     shipped = sessions["folded"].run(None, {"xy": test[:, :2]})[0][:, 0]
     big = np.random.default_rng(0).uniform(-20, 20, (1_000_000, 2)).astype(np.float32)
     one = big[:1]
