@@ -60,7 +60,7 @@ def resolve(url_path: str, model_dir: Path) -> Path | None:
 
 def handler(model_dir: Path) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             file = resolve(self.path, model_dir)
             if file is None or not file.is_file():
                 hint = " (run `npm ci` in examples/web)" if self.path.startswith("/ort/") else ""
@@ -74,7 +74,7 @@ def handler(model_dir: Path) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        def log_message(self, format: str, *args: object) -> None:
             sys.stderr.write(f"serve: {self.address_string()} {format % args}\n")
 
     return Handler
@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    if not args.model_dir.is_dir():
+        parser.error(f"{args.model_dir}: not a folder (run `dvc repro`, or pass an export folder)")
     if not (args.model_dir / "model.json").is_file():
-        parser.error(f"{args.model_dir}: no model.json here (run `dvc repro` or pass an export folder)")
+        # Still useful for several bundles in sub-folders, opened as /?model=/model/<sub>/model.onnx.
+        print(f"serve: note: no {args.model_dir / 'model.json'}; the page's default model will 404", file=sys.stderr)
     if not all((ORT_DIST / f).is_file() for f in ORT_FILES):
         parser.error(f"{ORT_DIST}: onnxruntime-web is not installed (cd {HERE} && npm ci)")
     server = ThreadingHTTPServer((args.host, args.port), handler(args.model_dir))
