@@ -269,7 +269,7 @@ function legend(lo, hi, ticks) {
   for (const v of ticks) {
     const yy = Math.round(bottom - (Math.log10(v / lo) / scale) * (bottom - top));
     ctx.fillRect(left + width, yy, 4, 1);
-    ctx.fillText(v >= 0.01 && v < 1e5 ? String(v) : v.toExponential(0), left + width + 7, yy);
+    ctx.fillText(v >= 0.001 && v < 1e5 ? String(v) : v.toExponential(0), left + width + 7, yy);
   }
 }
 
