@@ -16,6 +16,7 @@ __all__ = [
     "DistributedConfig",
     "EvaluateConfig",
     "ExportConfig",
+    "LstsqConfig",
     "ModelConfig",
     "NormalizeConfig",
     "Params",
@@ -118,7 +119,19 @@ class DistributedConfig:
 
 
 @dataclass(frozen=True)
+class LstsqConfig:
+    """train.method lstsq (circlefit.lstsq): hinges placed from the data, output layer by least squares."""
+
+    directions: tuple[int, ...] = _c(min_len=1, gt=0, le=4096)  # candidate layouts; the validation loss picks one
+    margin: float = _c(ge=0, lt=1)  # knots reach this fraction of the data's range past it on each side
+    smoothness: float = _c(ge=0)  # penalty on curvature changes between neighbouring knots (relative)
+    ridge: float = _c(gt=0, lt=1)  # damping of every output weight (relative)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
+    method: Literal["lstsq", "gradient"] = _c()  # gradient: PyTorch's init, `optimizer`, then L-BFGS
+    lstsq: LstsqConfig = _c()
     device: Literal["auto", "cpu", "cuda"] = _c()
     precision: Literal["fp32", "tf32", "bf16"] = _c()
     cuda_graph: Literal["auto", "always", "never"] = _c()  # capture the full-batch step (circlefit.fast_step)
@@ -136,7 +149,7 @@ class TrainConfig:
     distributed: DistributedConfig = _c()
 
     def check(self, key: str) -> None:
-        if self.epochs + self.lbfgs_steps == 0:
+        if self.method == "gradient" and self.epochs + self.lbfgs_steps == 0:
             raise _err(f"{key}.epochs", "and train.lbfgs_steps are both 0: nothing would be trained")
         if self.distributed.backend == "nccl" and self.device == "cpu":
             raise _err(

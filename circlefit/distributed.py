@@ -71,6 +71,15 @@ class Dist:
         tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
         return out
 
+    def reduce_np(self, a: np.ndarray, op: str) -> np.ndarray:
+        """`op` ("sum" or "max") of a numpy array over all ranks; `a` itself in one process (circlefit.exact.Reduce)."""
+        if not self.ddp:
+            return a
+        dev = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(dev, copy=True)
+        tdist.all_reduce(t, op=tdist.ReduceOp.SUM if op == "sum" else tdist.ReduceOp.MAX)
+        return t.cpu().numpy()
+
     def backward(self, share: torch.Tensor) -> None:
         """Backward on this rank's share of the loss; DDP's mean over ranks then gives the full gradient."""
         (share * self.world_size if self.ddp else share).backward()

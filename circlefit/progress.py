@@ -15,7 +15,7 @@ class Progress:
     def __call__(self, row: dict[str, Any]) -> None:
         if self.enabled:
             self.stream.write(
-                f"\r{row['phase']:>11} step {row['step']:>6} epoch {row['epoch']}/{self.total} "
+                f"\r{row['phase']:>11} step {row['step']:>6} epoch {row.get('epoch', 0)}/{self.total} "
                 f"train {row['train_loss']:.3e} val {row['val_loss']:.3e}\x1b[K"
             )
             self.stream.flush()

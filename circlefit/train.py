@@ -1,4 +1,4 @@
-"""Training: standardized inputs and labels, a first-order phase, then full-batch L-BFGS."""
+"""Training: `lstsq` (hinges from the data, output layer solved exactly) or `gradient` (optimizer, then L-BFGS)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from circlefit import lstsq
 from circlefit.config import ModelConfig, TrainConfig
 from circlefit.distributed import SINGLE, Dist
 from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
+from circlefit.reference import Weights
 
-__all__ = ["TrainResult", "TrainingDiverged", "train"]
+__all__ = ["TrainResult", "TrainingDiverged", "train", "train_gradient", "train_lstsq"]
 
 log = logging.getLogger(__name__)
 CurveRow = dict[str, Any]
@@ -124,7 +126,91 @@ def train(
     step_mode: StepMode | None = None,
     dist: Dist = SINGLE,
 ) -> TrainResult:
-    """Train a fresh model from `tcfg.seed`; deterministic for fixed params, device and threads.
+    """Train a fresh model by `tcfg.method`; deterministic for fixed params (and, for gradient, device and threads).
+
+    Under torchrun, `dist` is this rank's place and the rows are its shard (circlefit.distributed).
+    """
+    if tcfg.method == "lstsq":
+        return train_lstsq(tcfg, mcfg, stats, train_rows, val_rows, device, on_eval, dist)
+    return train_gradient(tcfg, mcfg, stats, train_rows, val_rows, device, on_eval, step_mode, dist)
+
+
+def _base_weights(mcfg: ModelConfig, stats: Stats) -> Weights:
+    """No layers yet, the normalizer as the model stores it (float32)."""
+    f32 = np.float32
+    return Weights(
+        (), mcfg.activation, np.asarray(stats.mean[:2], f32), np.asarray(stats.std[:2], f32),
+        np.asarray(stats.mean[2:], f32), np.asarray(stats.std[2:], f32),
+    )  # fmt: skip
+
+
+def train_lstsq(
+    tcfg: TrainConfig,
+    mcfg: ModelConfig,
+    stats: Stats,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    device: torch.device,
+    on_eval: Callable[[CurveRow], None] | None = None,
+    dist: Dist = SINGLE,
+) -> TrainResult:
+    """circlefit.lstsq on the CPU in float64 (whatever `device` is): the same bits on every machine and rank count."""
+    t0 = time.perf_counter()
+    s = tcfg.lstsq
+    settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.ridge)
+    base = _base_weights(mcfg, stats)
+    fit = lstsq.fit(base, mcfg.hidden, train_rows, val_rows, settings, dist.reduce_np)
+    model = CircleModel(mcfg, stats)
+    state = Weights(fit.layers, mcfg.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.to_state().items()}, strict=True)
+    curve: list[CurveRow] = []
+    for i, c in enumerate(fit.candidates, start=1):
+        row: CurveRow = {"step": i, "phase": "lstsq", "directions": c.directions}
+        row.update(train_loss=c.train_loss, val_loss=c.val_loss)
+        curve.append(row)
+        if on_eval is not None:
+            on_eval(row)
+    best = fit.candidates[fit.best]
+    if not (math.isfinite(best.val_loss) and math.isfinite(best.train_loss)):
+        raise TrainingDiverged(f"least squares gave a non-finite loss ({best}); no model was written")
+    wall = time.perf_counter() - t0
+    summary = {
+        "method": "lstsq",
+        "device": "cpu",  # the solve runs on the CPU in float64 (README "Training")
+        "threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "steps": len(curve),
+        "best_step": fit.best + 1,
+        "directions": best.directions,
+        "best_val_loss": best.val_loss,
+        "final_train_loss": best.train_loss,
+        "final_val_loss": best.val_loss,
+        "train_rows": int(dist.reduce_np(np.array([len(train_rows)], dtype=np.int64), "sum")[0]),
+        "parameters": sum(p.numel() for p in model.net.parameters()),
+        **dist.describe(),
+    }
+    log.info(
+        "least squares: %d layouts on %d rows in %.2f s; best val loss %.3g",
+        len(curve),
+        summary["train_rows"],
+        wall,
+        best.val_loss,
+    )
+    return TrainResult(model.eval(), curve, summary, wall, {"wall_s": wall})
+
+
+def train_gradient(
+    tcfg: TrainConfig,
+    mcfg: ModelConfig,
+    stats: Stats,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+    device: torch.device,
+    on_eval: Callable[[CurveRow], None] | None = None,
+    step_mode: StepMode | None = None,
+    dist: Dist = SINGLE,
+) -> TrainResult:
+    """PyTorch's init from `tcfg.seed`, a first-order phase, then L-BFGS; repeatable per device and threads.
 
     `step_mode` overrides how phase-1 steps run (default: from `tcfg.cuda_graph`, see
     `circlefit.fast_step.choose_mode`); "static" runs the graph's step eagerly, on any device.
@@ -265,6 +351,7 @@ def train(
     wall = time.perf_counter() - t0
     last = curve[-1] if curve else {"train_loss": math.nan, "val_loss": math.nan}
     summary = {
+        "method": "gradient",
         "device": device.type,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": tcfg.precision,

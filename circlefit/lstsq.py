@@ -1,0 +1,223 @@
+"""The least-squares method: hinges placed where the data is, the output layer solved exactly.
+
+A one-hidden-layer ReLU net on 2-D inputs is a sum of ridge functions g_k(u_k · z), each
+piecewise linear with a knot per unit. So:
+
+1. **Initialize** (`layout`): for K evenly spaced directions u_k, spread the units' knots evenly
+   over the standardized training rows' range along u_k, plus `margin` of it on each side.
+2. **Solve** (`solve_output`): the output layer is linear in the hidden features, so it is a
+   linear least-squares problem, solved in float64 from the exact normal equations
+   (`circlefit.exact`), with a small penalty on changes of slope-change between neighbouring
+   knots (`smoothness`: the ridge functions' curvature continues smoothly, which also decides
+   the knots beyond the data, i.e. what the model does just outside it) and a tiny `ridge` that
+   makes hinges no row reaches weigh zero.
+3. **Select**: each K in `train.lstsq.directions` is fitted and the one with the lowest
+   validation loss of its *stored float32* weights is kept. Few directions with many knots fit
+   functions that are sums of few ridge functions (x² + y² needs 3); many directions fit others.
+
+Nothing here knows the target: it sees rows. Deeper nets pass the first layer's hinges through
+identity blocks. Everything is numpy float64 with CPU-independent sums, so the weights are the
+same bits on every x86-64 CPU, at any thread count, and summed over torchrun ranks (`Reduce`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from circlefit import reference
+from circlefit.exact import Reduce, fsum_rows, gram, sum_squares
+from circlefit.reference import Weights
+
+__all__ = ["Candidate", "Fit", "LstsqSettings", "cholesky_solve", "fit", "layout", "solve_output"]
+
+log = logging.getLogger(__name__)
+_BLOCK_ROWS = 1 << 15  # rows of hidden features held at once while the normal equations accumulate
+
+
+def _local(a: np.ndarray, op: str) -> np.ndarray:
+    return a
+
+
+@dataclass(frozen=True)
+class LstsqSettings:
+    directions: tuple[int, ...]  # candidate K; the validation loss picks one
+    margin: float  # knots extend this fraction of each direction's data range past it
+    smoothness: float  # penalty on slope-change differences of neighbouring knots (relative)
+    ridge: float  # Tikhonov term on every output weight (relative); fixes unreached hinges
+
+
+@dataclass(frozen=True)
+class Candidate:
+    directions: int
+    train_loss: float  # standardized MSE of the stored float32 weights
+    val_loss: float
+
+
+@dataclass(frozen=True)
+class Fit:
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # float32 (W, b) per Linear layer
+    candidates: tuple[Candidate, ...]
+    best: int  # index into candidates
+
+
+def _directions(k: int) -> np.ndarray:
+    """K unit vectors at angles πi/K (a direction and its opposite give the same hinges)."""
+    angles = [math.pi * i / k for i in range(k)]
+    return np.array([[math.cos(a), math.sin(a)] for a in angles])
+
+
+def layout(
+    z: np.ndarray, widths: tuple[int, ...], k: int, margin: float, reduce: Reduce = _local
+) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], list[list[int]]]:
+    """Hidden layers (float32) with the first layer's knots spread over the data, and per-direction unit groups.
+
+    Unit input is measured in knot spacings (w = u/h, b = -c/h), so every activation sees its
+    bend at the knot over about one spacing. Later hidden layers pass the first layer's units
+    through (identity on the first min(width) units; extra units get zero weights).
+    """
+    dirs = _directions(k)
+    proj = z[:, :1] * dirs[:, 0] + z[:, 1:2] * dirs[:, 1]  # [N, K], elementwise: the same bits on any CPU
+    lo_hi = np.concatenate([-proj.min(axis=0), proj.max(axis=0)]) if len(z) else np.zeros(2 * k)
+    lo_hi = reduce(lo_hi, "max")
+    lo, hi = -lo_hi[:k], lo_hi[k:]
+    span = hi - lo
+    span = np.maximum(span, max(float(span.max()) * 1e-3, 1e-6))  # a zero-variance direction still gets spaced knots
+    width = widths[0]
+    counts = [width // k + (i < width % k) for i in range(k)]
+    w1, b1, groups, unit = [], [], [], 0
+    for i, m in enumerate(counts):
+        if m == 0:
+            continue
+        start, full = lo[i] - margin * span[i], span[i] * (1 + 2 * margin)
+        spacing = full / m
+        knots = start + (np.arange(m) + 0.5) * spacing
+        w1.append(np.repeat(dirs[i][None, :] / spacing, m, axis=0))
+        b1.append(-knots / spacing)
+        groups.append(list(range(unit, unit + m)))
+        unit += m
+    layers = [(np.concatenate(w1).astype(np.float32), np.concatenate(b1).astype(np.float32))]
+    for prev, cur in itertools.pairwise(widths):
+        eye = np.zeros((cur, prev), dtype=np.float32)
+        np.fill_diagonal(eye, 1.0)
+        layers.append((eye, np.zeros(cur, dtype=np.float32)))
+    kept = min(widths)
+    return tuple(layers), [[u for u in g if u < kept] for g in groups]
+
+
+def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Solve a x = r for symmetric positive definite `a`, in a fixed order of float64 operations.
+
+    LAPACK's blocked kernels differ per CPU; this right-looking Cholesky uses only elementwise
+    numpy operations and correctly rounded sums (math.fsum), so its bits do not.
+    """
+    n = len(a)
+    low = np.array(a, dtype=np.float64)
+    for j in range(n):
+        pivot = low[j, j]
+        if not pivot > 0:
+            raise np.linalg.LinAlgError(f"matrix is not positive definite at column {j} (pivot {pivot:g})")
+        low[j, j] = math.sqrt(pivot)
+        low[j + 1 :, j] /= low[j, j]
+        low[j + 1 :, j + 1 :] -= np.multiply.outer(low[j + 1 :, j], low[j + 1 :, j])
+    y = np.zeros(n)
+    for i in range(n):
+        y[i] = (r[i] - fsum_rows(low[i, :i] * y[:i])) / low[i, i]
+    x = np.zeros(n)
+    for i in range(n - 1, -1, -1):
+        x[i] = (y[i] - fsum_rows(low[i + 1 :, i] * x[i + 1 :])) / low[i, i]
+    return x
+
+
+def _penalty(width: int, groups: list[list[int]]) -> np.ndarray:
+    """Σ (v_{i+1} - v_i)² over neighbouring knots of a direction, skipping each direction's first unit.
+
+    A hinge's output weight is the slope change at its knot, so this asks neighbouring knots for
+    similar curvature (a quadratic pays nothing). The first unit of a direction also carries the
+    ridge function's linear part, so it is left free.
+    """
+    p = np.zeros((width, width))
+    for g in groups:
+        for a, b in itertools.pairwise(g[1:]):
+            p[a, a] += 1
+            p[b, b] += 1
+            p[a, b] -= 1
+            p[b, a] -= 1
+    return p
+
+
+def solve_output(normal: np.ndarray, groups: list[list[int]], s: LstsqSettings) -> np.ndarray:
+    """Output weights [width] and bias from the normal equations of [H, 1, y]; float64.
+
+    Penalties scale with the mean diagonal of HᵀH, so they mean the same at any row count and
+    feature scale. The ridge covers the bias too: hinges whose knots lie before the data are
+    affine on it and can stand in for the constant, and with every unknown damped the system is
+    positive definite by a margin far above the exact Gram's rounding.
+    """
+    width = normal.shape[0] - 2
+    g = normal[: width + 1, : width + 1].copy()
+    rhs = normal[: width + 1, width + 1].copy()
+    scale = float(np.mean(np.diag(g)[:width])) or 1.0
+    g[:width, :width] += scale * s.smoothness * _penalty(width, groups)
+    g += scale * s.ridge * np.eye(width + 1)
+    return cholesky_solve(g, rhs)
+
+
+def _blocks(
+    rows: np.ndarray, weights: Weights, hidden: tuple[tuple[np.ndarray, np.ndarray], ...]
+) -> Iterator[np.ndarray]:
+    """[H, 1, y_std] for row blocks: hidden features of standardized inputs, a ones column, the standardized label."""
+    mean, std = float(weights.label_mean[0]), float(weights.label_std[0])
+    for start in range(0, len(rows), _BLOCK_ROWS):
+        block = rows[start : start + _BLOCK_ROWS]
+        h = reference.features(hidden, weights.activation, reference.standardize(weights, block[:, :2]))
+        y = (block[:, 2].astype(np.float64) - mean) / std
+        yield np.concatenate([h, np.ones((len(block), 1)), y[:, None]], axis=1)
+
+
+def _source(
+    rows: np.ndarray, base: Weights, hidden: tuple[tuple[np.ndarray, np.ndarray], ...]
+) -> Callable[[], Iterator[np.ndarray]]:
+    """The blocks `gram` reads twice; one block's features are computed once and kept."""
+    if len(rows) <= _BLOCK_ROWS:
+        blocks = list(_blocks(rows, base, hidden))
+        return lambda: iter(blocks)
+    return lambda: _blocks(rows, base, hidden)
+
+
+def _loss(weights: Weights, rows: np.ndarray, reduce: Reduce) -> float:
+    """Standardized MSE of `weights` on `rows` (global over ranks), CPU-independent."""
+    pred = reference.predict(weights, rows[:, :2])
+    err = (pred - rows[:, 2].astype(np.float64)) / float(weights.label_std[0])
+    count = int(reduce(np.array([len(rows)], dtype=np.int64), "sum")[0])
+    return sum_squares(err, reduce) / count if count else math.nan
+
+
+def fit(
+    base: Weights,
+    widths: tuple[int, ...],
+    train: np.ndarray,
+    val: np.ndarray,
+    s: LstsqSettings,
+    reduce: Reduce = _local,
+) -> Fit:
+    """Fit every candidate layout on `train` and keep the best on `val`. `base` carries the normalizer."""
+    z = reference.standardize(base, train[:, :2])
+    fits, cands = [], []
+    for k in s.directions:
+        hidden, groups = layout(z, widths, k, s.margin, reduce)
+        normal = gram(_source(train, base, hidden), widths[-1] + 2, reduce)
+        out = solve_output(normal, groups, s)
+        head = (out[None, :-1].astype(np.float32), out[-1:].astype(np.float32))
+        weights = Weights((*hidden, head), base.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
+        cand = Candidate(k, _loss(weights, train, reduce), _loss(weights, val, reduce))
+        log.info("lstsq: %d directions: train loss %.3g, val loss %.3g", k, cand.train_loss, cand.val_loss)
+        fits.append(weights.layers)
+        cands.append(cand)
+    best = min(range(len(cands)), key=lambda i: (not math.isfinite(cands[i].val_loss), cands[i].val_loss, i))
+    return Fit(fits[best], tuple(cands), best)
