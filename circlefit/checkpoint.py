@@ -1,24 +1,35 @@
-"""Model weights as safetensors: no pickle, so loading never runs code from the file."""
+"""Model weights as safetensors: no pickle, so loading never runs code from the file.
+
+`load_weights` reads them as numpy arrays (no torch: the evaluate stage stays light);
+`save_model` and `load_model` convert from and to a torch `CircleModel`.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from circlefit.config import ModelConfig, from_mapping
 from circlefit.io import DataError
-from circlefit.model import CircleModel
+from circlefit.reference import Weights
 
-__all__ = ["load_model", "save_model"]
+if TYPE_CHECKING:
+    from circlefit.model import CircleModel
+
+__all__ = ["load_model", "load_weights", "save_model"]
 
 _FORMAT = "circlefit-weights/2"
 _META_KEY = "circlefit"
+_BUFFERS = {"xy_mean": (2,), "xy_std": (2,), "label_mean": (1,), "label_std": (1,)}
 
 
 def save_model(model: CircleModel, path: str | Path) -> None:
     """Write weights + buffers; the architecture rides along in the header metadata."""
+    import torch
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
@@ -28,15 +39,24 @@ def save_model(model: CircleModel, path: str | Path) -> None:
     save_file(tensors, str(path), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
 
 
-def load_model(path: str | Path) -> CircleModel:
-    """Load a model saved by `save_model`, refusing anything else with the file's name."""
+def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = dict(_BUFFERS)
+    widths = (2, *cfg.hidden, 1)
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+        shapes[f"net.layers.{2 * i}.weight"] = (n_out, n_in)
+        shapes[f"net.layers.{2 * i}.bias"] = (n_out,)
+    return shapes
+
+
+def _read(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
+    """The recorded architecture and the float32 tensors, checked against each other and for finiteness."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: model file not found")
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except (SafetensorError, OSError, ValueError) as e:
@@ -50,11 +70,31 @@ def load_model(path: str | Path) -> CircleModel:
         raise DataError(f"{path}: missing or unknown format tag {tag!r}; expected {_FORMAT!r}")
     try:
         cfg = from_mapping(ModelConfig, header["model"], str(path), "model")
-        model = CircleModel(cfg)
-        model.load_state_dict(tensors, strict=True)
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (KeyError, ValueError) as e:
         raise DataError(f"{path}: weights do not match their recorded architecture: {e}") from None
-    for name, t in model.state_dict().items():
-        if not torch.isfinite(t).all():
+    want = _expected_shapes(cfg)
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if got != want or any(v.dtype != np.float32 for v in tensors.values()):
+        raise DataError(f"{path}: weights do not match their recorded architecture {cfg} (tensors {got})")
+    for name, t in tensors.items():
+        if not np.isfinite(t).all():
             raise DataError(f"{path}: tensor {name} has non-finite values")
+    return cfg, tensors
+
+
+def load_weights(path: str | Path) -> Weights:
+    """The stored model as float32 numpy arrays (circlefit.reference), without torch."""
+    cfg, tensors = _read(path)
+    return Weights.from_state(tensors, cfg.activation)
+
+
+def load_model(path: str | Path) -> CircleModel:
+    """Load a model saved by `save_model`, refusing anything else with the file's name."""
+    import torch
+
+    from circlefit.model import CircleModel
+
+    cfg, tensors = _read(path)
+    model = CircleModel(cfg)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
     return model.eval()

@@ -1,4 +1,8 @@
-"""Metrics and plot data for a trained model against the oracle x² + y²."""
+"""Metrics and plot data for a trained model against the oracle x² + y² (numpy only, no torch).
+
+Predictions come from `circlefit.reference`: the stored float32 weights evaluated in float64
+with CPU-independent arithmetic, so every metric and plot value is the same on any x86-64 CPU.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,18 @@ import itertools
 from typing import Any
 
 import numpy as np
-import torch
 
-from circlefit.model import CircleModel
+from circlefit import reference
+from circlefit.reference import Weights
 
 __all__ = ["band_errors", "evaluate", "plot_rows", "predict", "regression_metrics"]
 
 
-def predict(model: CircleModel, xy: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Raw predictions [N] for raw coordinates [N, 2], in batches on CPU."""
-    out = np.empty(xy.shape[0], dtype=np.float32)
-    with torch.no_grad():
-        for s in range(0, xy.shape[0], batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(xy[s : s + batch_size], dtype=np.float32))
-            out[s : s + batch_size] = model(chunk)[:, 0].numpy()
+def predict(weights: Weights, xy: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Raw predictions [N] float64 for raw coordinates [N, 2], in batches (memory stays flat)."""
+    out = np.empty(xy.shape[0], dtype=np.float64)
+    for s in range(0, xy.shape[0], batch_size):
+        out[s : s + batch_size] = reference.predict(weights, xy[s : s + batch_size])
     return out
 
 
@@ -60,7 +62,7 @@ def band_errors(pred: np.ndarray, rows: np.ndarray, r_max: float, bands: int) ->
 
 
 def evaluate(
-    model: CircleModel,
+    model: Weights,
     splits: dict[str, np.ndarray],
     train_label_mean: float,
     r_max: float,

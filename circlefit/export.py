@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -10,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -22,8 +23,10 @@ from circlefit.config import ConfigError, Params, as_dict
 from circlefit.io import DataError, atomic_file, dumps_json
 from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
-from circlefit.parity import ParityError, Tolerance, check_parity, parity_inputs
+from circlefit.parity import ParityError, Runner, Tolerance, check_parity, parity_inputs, runners
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
+from circlefit.reference import Weights
+from circlefit.reference import predict as reference_predict
 from circlefit.sidecar import probe_inputs, probes_json, sidecar_json
 
 __all__ = [
@@ -36,8 +39,8 @@ __all__ = [
     "export_bundle",
     "export_onnx",
     "params_digest",
+    "reference_outputs",
     "strip_metadata",
-    "torch_outputs",
     "write_verified",
 ]
 
@@ -84,30 +87,33 @@ def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml", fol
     The normalizer is folded into the first and last layers (`circlefit.model.fold_normalizer`):
     the graph is Gemm → activation → … → Gemm, with the stats kept in the metadata. `fold=False`
     exports the elementwise Sub/Div … Mul/Add around the network instead (bench/export_variants.py).
+
+    PyTorch's TorchScript exporter (`dynamo=False`) writes this graph in a fraction of the time
+    the dynamo exporter takes, most of which is one-time setup of its op registry and of
+    torch.export (BENCHMARKS.md "Export"); both give Gemm → Relu → Gemm here.
     """
     model = model.to("cpu").eval()
     module = fold_normalizer(model) if fold else model
-    batch = torch.export.Dim("batch")
+    buf = io.BytesIO()
     with _quiet_exporter():
-        program = torch.onnx.export(
+        torch.onnx.export(
             module,
             (torch.zeros(_EXAMPLE_BATCH, 2),),
+            cast(Any, buf),  # the TorchScript exporter writes to a file-like object too
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes=({0: batch},),  # positional: the folded MLP names its argument z
-            verbose=False,
+            dynamo=False,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
         )
-    assert program is not None  # dynamo=True always returns the program
-    proto = program.model_proto
+    proto = onnx.load_from_string(buf.getvalue())
     strip_metadata(proto)
     got = {o.domain: o.version for o in proto.opset_import}.get("")
     if got != opset:  # the exporter silently substitutes an opset it can produce
         raise ConfigError(f"{source}: export.opset {opset} cannot be produced by torch {torch.__version__} (got {got})")
     # Stripped of node metadata, the graph uses nothing newer than its opset's IR version; stamping that
-    # (8 for opset 18) instead of the exporter's 10 lets older runtimes load the file too.
+    # (8 for opset 18) instead of the exporter's lets older runtimes load the file too.
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
     return proto
 
@@ -160,10 +166,19 @@ def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius:
     return props
 
 
-def torch_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """PyTorch's outputs [N] float32 per input set, each set in one batch (as the runtimes see it)."""
-    with torch.no_grad():
-        return {name: model(torch.from_numpy(xy)).numpy()[:, 0].copy() for name, xy in sets.items()}
+def reference_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The float64 reference [N] per input set (circlefit.reference): what every runtime is checked against."""
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    weights = Weights.from_state(state, model.cfg.activation)
+    return {name: reference_predict(weights, xy) for name, xy in sets.items()}
+
+
+def _torch_runner(model: CircleModel) -> Runner:
+    def run(xy: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(xy))).numpy()
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -200,15 +215,15 @@ def write_verified(
     """
     out.remove()
     data = proto.SerializeToString(deterministic=True)
-    expected = torch_outputs(model, sets)
+    expected = reference_outputs(model, sets)
     with contextlib.ExitStack() as stack:  # exits in reverse: probes, sidecar, then the model
         onnx_tmp, side_tmp, probes_tmp = (
             stack.enter_context(atomic_file(p)) for p in (out.model, out.sidecar, out.probes)
         )
         onnx_tmp.write_bytes(data)
         onnx.checker.check_model(str(onnx_tmp), full_check=True)
-        parity = check_parity(onnx_tmp, sets, expected, tol)
-        parity["sets"] = {name: len(xy) for name, xy in sets.items()}
+        runtimes = {"pytorch": (torch.__version__, _torch_runner(model)), **runners(onnx_tmp)}
+        parity = check_parity(runtimes, sets, expected, tol)
         probes = dumps_json(probes_json(sets["probes"], expected["probes"], tol, sha256_hex(data)))
         probes_tmp.write_text(probes, encoding="utf-8")
         probes_ref = {

@@ -50,7 +50,7 @@ def probe_inputs(sets: dict[str, np.ndarray], radius: float, count: int) -> np.n
 
 
 def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha256: str) -> dict[str, Any]:
-    """Inputs, PyTorch's outputs and the exact x² + y², as floats that round-trip float32 exactly."""
+    """Inputs (float32 values), the reference's float64 outputs and the exact x² + y²."""
     exact = (xy.astype(np.float64) ** 2).sum(axis=1)
     return {
         "format": PROBES_FORMAT,
@@ -58,7 +58,10 @@ def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha2
         "count": len(xy),
         "tolerance": {
             **tol.to_json(),
-            "how": "expected = PyTorch's float32 outputs; compare |got - expected| <= rtol * (|expected| + offset)",
+            "how": (
+                "expected = the stored float32 weights evaluated in float64 (circlefit.reference); "
+                "compare |got - expected| <= rtol * (|expected| + offset)"
+            ),
             "offset": abs(tol.label_mean) + tol.label_std,
         },
         "inputs": [[float(x), float(y)] for x, y in xy],

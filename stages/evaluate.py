@@ -5,19 +5,12 @@ import csv
 import io
 from pathlib import Path
 
-import torch
-
-from circlefit.checkpoint import load_model
+from circlefit.checkpoint import load_weights
 from circlefit.config import load_params
 from circlefit.evaluate import evaluate, plot_rows
 from circlefit.io import atomic_file, json_bool, json_number, load_array, read_json, write_json
 from circlefit.normalize import stats_from_json
 from circlefit.stage import run_stage
-
-# The last bits of CPU predictions depend on the intra-op thread count (seen with 3, 5, 6, 7
-# and 12 threads on 200k rows), and torch defaults to the machine's core count: pin it, so a
-# rerun on another machine does not churn the metrics.
-EVAL_THREADS = 1
 
 
 def _write_csv(path: str, rows: list[dict[str, float]]) -> None:
@@ -40,7 +33,6 @@ def main() -> None:
     ap.add_argument("--radius-plot", required=True, help="output CSV: abs error vs radius (test + ood)")
     args = ap.parse_args()
 
-    torch.set_num_threads(EVAL_THREADS)
     cfg = load_params(args.params).evaluate
     data = Path(args.data)
     splits = {name: load_array(data / f"{name}.npy", 3) for name in ("test", "ood", "tutorial")}
@@ -49,7 +41,7 @@ def main() -> None:
     manifest = read_json(manifest_path)
     train_radius = json_number(manifest, "train_radius", manifest_path)
     held_out = json_bool(manifest, "held_out", manifest_path)  # false: test = train (source: tutorial)
-    model = load_model(args.model)
+    model = load_weights(args.model)  # evaluated in float64 by circlefit.reference: no torch
 
     metrics, preds = evaluate(model, splits, stats.mean[2], train_radius, cfg.bands, cfg.batch_size)
     metrics["test"]["held_out"] = held_out
