@@ -74,8 +74,14 @@ def _read(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
         raise DataError(f"{path}: weights do not match their recorded architecture: {e}") from None
     want = _expected_shapes(cfg)
     got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if got != want or any(v.dtype != np.float32 for v in tensors.values()):
-        raise DataError(f"{path}: weights do not match their recorded architecture {cfg} (tensors {got})")
+    problems = [f"missing tensor {k}" for k in sorted(set(want) - set(got))]
+    problems += [f"unexpected tensor {k}" for k in sorted(set(got) - set(want))]
+    problems += [
+        f"{k} has shape {got[k]}, expected {want[k]}" for k in sorted(set(want) & set(got)) if got[k] != want[k]
+    ]
+    problems += [f"{k} is {v.dtype}, expected float32" for k, v in sorted(tensors.items()) if v.dtype != np.float32]
+    if problems:
+        raise DataError(f"{path}: weights do not match their recorded architecture: {'; '.join(problems)}")
     for name, t in tensors.items():
         if not np.isfinite(t).all():
             raise DataError(f"{path}: tensor {name} has non-finite values")

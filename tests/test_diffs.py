@@ -30,9 +30,9 @@ def _json(repo: Path, *args: str) -> dict:
 
 
 def test_params_diff_is_exactly_the_change(history):
-    old_lr = merge(repo_params(), SMALL)["train"]["lr"]
-    new_lr = HISTORY_CHANGE["train"]["lr"]
-    expected = {"params.yaml": {"train.lr": {"old": old_lr, "new": new_lr, "diff": pytest.approx(new_lr - old_lr)}}}
+    old = merge(repo_params(), SMALL)["train"]["lstsq"]["margin"]
+    new = HISTORY_CHANGE["train"]["lstsq"]["margin"]
+    expected = {"params.yaml": {"train.lstsq.margin": {"old": old, "new": new, "diff": pytest.approx(new - old)}}}
     assert _json(history, "params", "diff", "HEAD~1", "HEAD") == expected
     assert _json(history, "params", "diff", "HEAD~1", "HEAD", "--deps") == expected  # a stage reads it
 
@@ -57,7 +57,7 @@ def test_metrics_diff_moves_only_what_the_change_can_move(history):
     assert {"test.rmse", "ood.rmse", "tutorial.rmse"} <= set(diff["data/eval/metrics.json"])
     assert "best_val_loss" in diff["data/train/summary.json"]
     for path, keys in LR_INVARIANT.items():
-        assert not keys & set(diff[path]), f"{path}: metrics that an lr change cannot move are in the diff"
+        assert not keys & set(diff[path]), f"{path}: metrics that a training change cannot move are in the diff"
     for path, changes in diff.items():
         for key, change in changes.items():
             assert change["old"] != change["new"], f"{path}: {key} listed as changed but equal"

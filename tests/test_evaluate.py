@@ -13,6 +13,7 @@ from circlefit.config import ModelConfig
 from circlefit.evaluate import band_errors, evaluate, plot_rows, predict, regression_metrics
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
+from circlefit.reference import Weights
 
 REGRESSION_KEYS = {"rmse", "mae", "max_abs_err", "r2", "rel_rmse_r_ge_1", "n"}
 
@@ -109,13 +110,22 @@ def model() -> CircleModel:
     return build_model(ModelConfig((16,), "relu"), STATS, torch.Generator().manual_seed(0)).eval()
 
 
+def weights_of(model: CircleModel) -> Weights:
+    return Weights.from_state({k: v.numpy() for k, v in model.state_dict().items()}, model.cfg.activation)
+
+
 def test_predict_batches_agree(model: CircleModel) -> None:
     xy = np.random.default_rng(1).uniform(-20, 20, size=(1000, 2)).astype(np.float32)
-    whole = predict(model, xy)
-    assert whole.shape == (1000,) and whole.dtype == np.float32
-    np.testing.assert_array_equal(predict(model, xy, batch_size=7), whole)
+    whole = predict(weights_of(model), xy)
+    assert whole.shape == (1000,) and whole.dtype == np.float64
+    # Bit for bit: each row's sums are exact before one rounding (circlefit.exact), whatever the batch.
+    np.testing.assert_array_equal(predict(weights_of(model), xy, batch_size=7), whole)
+    # PyTorch's float32 forward is the same function up to float32 rounding, which the parity
+    # tolerance bounds (circlefit.parity.Tolerance: rtol 1e-5 of |y| + |label_mean| + label_std).
     with torch.no_grad():
-        np.testing.assert_array_equal(model(torch.from_numpy(xy))[:, 0].numpy(), whole)
+        got = model(torch.from_numpy(xy))[:, 0].numpy().astype(np.float64)
+    bound = 1e-5 * (np.abs(whole) + abs(STATS.mean[2]) + STATS.std[2])
+    assert np.all(np.abs(got - whole) <= bound)
 
 
 def test_evaluate_is_complete_and_consistent(model: CircleModel) -> None:
@@ -124,10 +134,11 @@ def test_evaluate_is_complete_and_consistent(model: CircleModel) -> None:
         name: rows_of([tuple(p) for p in rng.uniform(-lim, lim, size=(n, 2))])
         for name, n, lim in (("test", 300, 14.0), ("ood", 100, 16.0), ("tutorial", 36, 10.0))
     }
-    metrics, preds = evaluate(model, splits, 133.0, r_max=20.0, bands=5, batch_size=64)
+    weights = weights_of(model)
+    metrics, preds = evaluate(weights, splits, 133.0, r_max=20.0, bands=5, batch_size=64)
     assert_metrics_complete(metrics, bands=5)
     for name, rows in splits.items():
-        np.testing.assert_array_equal(preds[name], predict(model, rows[:, :2]))
+        np.testing.assert_array_equal(preds[name], predict(weights, rows[:, :2]))
         assert metrics[name].items() >= regression_metrics(preds[name], rows).items()
     const = np.full(300, 133.0, dtype=np.float32)
     baseline = regression_metrics(const, splits["test"])["rmse"]

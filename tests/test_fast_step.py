@@ -27,7 +27,11 @@ CPU = torch.device("cpu")
 
 
 def _cfg(**over: object) -> TrainConfig:
-    raw = repo_params()["train"] | {"epochs": 60, "lbfgs_steps": 0, "eval_every": 10, "threads": 1} | over
+    raw = (
+        repo_params()["train"]
+        | {"method": "gradient", "epochs": 60, "lbfgs_steps": 0, "eval_every": 10, "threads": 1}
+        | over
+    )
     return from_mapping(TrainConfig, raw, "test", "train")
 
 

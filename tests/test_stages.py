@@ -185,7 +185,9 @@ def test_train_stage_is_byte_deterministic(pipeline: Runs) -> None:
 @pytest.mark.slow
 def test_train_divergence_exits_nonzero_and_writes_no_model(pipeline: Runs) -> None:
     repo, _ = pipeline
-    params = write_params(repo, "diverge.yaml", {"train": {"optimizer": "sgd", "lr": 1e10, "schedule": "constant"}})
+    params = write_params(
+        repo, "diverge.yaml", {"train": {"method": "gradient", "optimizer": "sgd", "lr": 1e10, "schedule": "constant"}}
+    )
     proc = stage(repo, "train", params=params, model="div/w.safetensors", curve="div/loss.tsv",
                  summary="div/s.json", timing="div/t.json")  # fmt: skip
     line = error_line(proc, "train")

@@ -29,8 +29,17 @@ from conftest import REPO, merge, repo_params
 
 CPU = torch.device("cpu")
 MODEL = ModelConfig((32,), "relu")
-# A small, fast run: constant lr so the lr in messages is known; L-BFGS off unless asked.
-BASE = {"epochs": 60, "lbfgs_steps": 0, "eval_every": 10, "schedule": "constant", "lr": 0.03, "batch_size": 0}
+# The gradient method (tests/test_lstsq.py covers lstsq), a small, fast run: constant lr so the lr
+# in messages is known; L-BFGS off unless asked.
+BASE = {
+    "method": "gradient",
+    "epochs": 60,
+    "lbfgs_steps": 0,
+    "eval_every": 10,
+    "schedule": "constant",
+    "lr": 0.03,
+    "batch_size": 0,
+}
 
 
 def tcfg(**over: Any) -> TrainConfig:

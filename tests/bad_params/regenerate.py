@@ -177,6 +177,32 @@ CORPUS: list[tuple[str, str, str, Edit]] = [
     ("negative-r-max.yaml", "data.r_max", "negative radius", set_value("data.r_max", "-20.0")),
     ("split-sum.yaml", "data.split", "split fractions sum to 1.1", set_value("data.split.test", "0.2")),
     ("zero-lr.yaml", "train.lr", "lr 0", set_value("train.lr", "0")),
+    ("unknown-method.yaml", "train.method", "a method that does not exist", set_value("train.method", "lsq")),
+    (
+        "empty-directions.yaml",
+        "train.lstsq.directions",
+        "no candidate layout",
+        set_value("train.lstsq.directions", "[]"),
+    ),
+    (
+        "zero-direction.yaml",
+        "train.lstsq.directions[1]",
+        "a layout of 0 directions",
+        set_value("train.lstsq.directions", "[3, 0]"),
+    ),
+    (
+        "margin-1.yaml",
+        "train.lstsq.margin",
+        "knots past the data by its whole range",
+        set_value("train.lstsq.margin", "1.0"),
+    ),
+    ("zero-ridge.yaml", "train.lstsq.ridge", "no damping: singular systems", set_value("train.lstsq.ridge", "0")),
+    (
+        "negative-smoothness.yaml",
+        "train.lstsq.smoothness",
+        "a negative penalty",
+        set_value("train.lstsq.smoothness", "-1e-6"),
+    ),
     ("zero-threads.yaml", "train.threads", "no threads", set_value("train.threads", "0")),
     ("old-opset.yaml", "export.opset", "opset below 13", set_value("export.opset", "12")),
     (
