@@ -124,7 +124,8 @@ class LstsqConfig:
 
     directions: tuple[int, ...] = _c(min_len=1, gt=0, le=4096)  # candidate layouts; the validation loss picks one
     margin: float = _c(ge=0, lt=1)  # knots reach this fraction of the data's range past it on each side
-    smoothness: float = _c(ge=0)  # penalty on curvature changes between neighbouring knots (relative)
+    smoothness: float = _c(ge=0)  # penalty on curvature changes between neighbouring edge knots (relative)
+    edge: float = _c(ge=0, lt=0.5)  # knots past the data or within this fraction of its range from the ends
     ridge: float = _c(gt=0, lt=1)  # damping of every output weight (relative)
 
 

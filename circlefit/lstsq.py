@@ -34,7 +34,7 @@ from circlefit import reference
 from circlefit.exact import Reduce, fsum_rows, gram, sum_squares
 from circlefit.reference import Weights
 
-__all__ = ["Candidate", "Fit", "LstsqSettings", "cholesky_solve", "fit", "layout", "solve_output"]
+__all__ = ["Candidate", "Fit", "Layout", "LstsqSettings", "cholesky_solve", "fit", "layout", "solve_output"]
 
 log = logging.getLogger(__name__)
 _BLOCK_ROWS = 1 << 15  # rows of hidden features held at once while the normal equations accumulate
@@ -48,8 +48,18 @@ def _local(a: np.ndarray, op: str) -> np.ndarray:
 class LstsqSettings:
     directions: tuple[int, ...]  # candidate K; the validation loss picks one
     margin: float  # knots extend this fraction of each direction's data range past it
-    smoothness: float  # penalty on slope-change differences of neighbouring knots (relative)
+    smoothness: float  # penalty on slope-change differences of neighbouring edge knots (relative)
+    edge: float  # knots within this fraction of the range from its ends (and past them) are edge knots
     ridge: float  # Tikhonov term on every output weight (relative); fixes unreached hinges
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Hidden layers (float32) and, per direction, its units in knot order and which are edge knots."""
+
+    hidden: tuple[tuple[np.ndarray, np.ndarray], ...]
+    groups: tuple[tuple[int, ...], ...]
+    edge: frozenset[int]
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,12 @@ def _directions(k: int) -> np.ndarray:
     return np.array([[math.cos(a), math.sin(a)] for a in angles])
 
 
-def layout(
-    z: np.ndarray, widths: tuple[int, ...], k: int, margin: float, reduce: Reduce = _local
-) -> tuple[tuple[tuple[np.ndarray, np.ndarray], ...], list[list[int]]]:
-    """Hidden layers (float32) with the first layer's knots spread over the data, and per-direction unit groups.
+def layout(z: np.ndarray, widths: tuple[int, ...], k: int, s: LstsqSettings, reduce: Reduce = _local) -> Layout:
+    """Hidden layers with the first layer's knots spread evenly over the data's range along K directions.
 
     Unit input is measured in knot spacings (w = u/h, b = -c/h), so every activation sees its
-    bend at the knot over about one spacing. Later hidden layers pass the first layer's units
-    through (identity on the first min(width) units; extra units get zero weights).
+    bend at the knot over about one spacing. min(widths) hinges are placed; later hidden layers
+    pass them through identity blocks, and units past them keep zero weights.
     """
     dirs = _directions(k)
     proj = z[:, :1] * dirs[:, 0] + z[:, 1:2] * dirs[:, 1]  # [N, K], elementwise: the same bits on any CPU
@@ -88,26 +96,31 @@ def layout(
     lo, hi = -lo_hi[:k], lo_hi[k:]
     span = hi - lo
     span = np.maximum(span, max(float(span.max()) * 1e-3, 1e-6))  # a zero-variance direction still gets spaced knots
-    width = widths[0]
-    counts = [width // k + (i < width % k) for i in range(k)]
-    w1, b1, groups, unit = [], [], [], 0
+    kept = min(widths)  # hinges the identity blocks can pass through to the last hidden layer
+    counts = [kept // k + (i < kept % k) for i in range(k)]
+    w1, b1, groups, edge, unit = [], [], [], set(), 0
     for i, m in enumerate(counts):
         if m == 0:
             continue
-        start, full = lo[i] - margin * span[i], span[i] * (1 + 2 * margin)
+        start, full = lo[i] - s.margin * span[i], span[i] * (1 + 2 * s.margin)
         spacing = full / m
         knots = start + (np.arange(m) + 0.5) * spacing
         w1.append(np.repeat(dirs[i][None, :] / spacing, m, axis=0))
         b1.append(-knots / spacing)
-        groups.append(list(range(unit, unit + m)))
+        units = range(unit, unit + m)
+        outer = (knots <= lo[i] + s.edge * span[i]) | (knots >= hi[i] - s.edge * span[i])
+        groups.append(tuple(units))
+        edge |= {u for u, out in zip(units, outer, strict=True) if out}
         unit += m
+    dead = widths[0] - kept  # first-layer units past `kept` stay zero: relu(0) = 0 carries nothing
+    w1.append(np.zeros((dead, 2)))
+    b1.append(np.zeros(dead))
     layers = [(np.concatenate(w1).astype(np.float32), np.concatenate(b1).astype(np.float32))]
     for prev, cur in itertools.pairwise(widths):
         eye = np.zeros((cur, prev), dtype=np.float32)
         np.fill_diagonal(eye, 1.0)
         layers.append((eye, np.zeros(cur, dtype=np.float32)))
-    kept = min(widths)
-    return tuple(layers), [[u for u in g if u < kept] for g in groups]
+    return Layout(tuple(layers), tuple(groups), frozenset(edge))
 
 
 def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -134,16 +147,19 @@ def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
     return x
 
 
-def _penalty(width: int, groups: list[list[int]]) -> np.ndarray:
-    """Σ (v_{i+1} - v_i)² over neighbouring knots of a direction, skipping each direction's first unit.
+def _penalty(width: int, lay: Layout) -> np.ndarray:
+    """Σ (v_{i+1} - v_i)² over neighbouring knots of a direction where either is an edge knot.
 
     A hinge's output weight is the slope change at its knot, so this asks neighbouring knots for
-    similar curvature (a quadratic pays nothing). The first unit of a direction also carries the
+    similar curvature (a quadratic pays nothing) where few or no rows decide it: past the data
+    and near its ends. Inside, kinks stay sharp. The first unit of a direction also carries the
     ridge function's linear part, so it is left free.
     """
     p = np.zeros((width, width))
-    for g in groups:
+    for g in lay.groups:
         for a, b in itertools.pairwise(g[1:]):
+            if a not in lay.edge and b not in lay.edge:
+                continue
             p[a, a] += 1
             p[b, b] += 1
             p[a, b] -= 1
@@ -151,7 +167,7 @@ def _penalty(width: int, groups: list[list[int]]) -> np.ndarray:
     return p
 
 
-def solve_output(normal: np.ndarray, groups: list[list[int]], s: LstsqSettings) -> np.ndarray:
+def solve_output(normal: np.ndarray, lay: Layout, s: LstsqSettings) -> np.ndarray:
     """Output weights [width] and bias from the normal equations of [H, 1, y]; float64.
 
     Penalties scale with the mean diagonal of HᵀH, so they mean the same at any row count and
@@ -163,7 +179,7 @@ def solve_output(normal: np.ndarray, groups: list[list[int]], s: LstsqSettings) 
     g = normal[: width + 1, : width + 1].copy()
     rhs = normal[: width + 1, width + 1].copy()
     scale = float(np.mean(np.diag(g)[:width])) or 1.0
-    g[:width, :width] += scale * s.smoothness * _penalty(width, groups)
+    g[:width, :width] += scale * s.smoothness * _penalty(width, lay)
     g += scale * s.ridge * np.eye(width + 1)
     return cholesky_solve(g, rhs)
 
@@ -210,11 +226,13 @@ def fit(
     z = reference.standardize(base, train[:, :2])
     fits, cands = [], []
     for k in s.directions:
-        hidden, groups = layout(z, widths, k, s.margin, reduce)
-        normal = gram(_source(train, base, hidden), widths[-1] + 2, reduce)
-        out = solve_output(normal, groups, s)
+        lay = layout(z, widths, k, s, reduce)
+        normal = gram(_source(train, base, lay.hidden), widths[-1] + 2, reduce)
+        out = solve_output(normal, lay, s)
         head = (out[None, :-1].astype(np.float32), out[-1:].astype(np.float32))
-        weights = Weights((*hidden, head), base.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
+        weights = Weights(
+            (*lay.hidden, head), base.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std
+        )
         cand = Candidate(k, _loss(weights, train, reduce), _loss(weights, val, reduce))
         log.info("lstsq: %d directions: train loss %.3g, val loss %.3g", k, cand.train_loss, cand.val_loss)
         fits.append(weights.layers)

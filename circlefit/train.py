@@ -157,7 +157,7 @@ def train_lstsq(
     """circlefit.lstsq on the CPU in float64 (whatever `device` is): the same bits on every machine and rank count."""
     t0 = time.perf_counter()
     s = tcfg.lstsq
-    settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.ridge)
+    settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
     base = _base_weights(mcfg, stats)
     fit = lstsq.fit(base, mcfg.hidden, train_rows, val_rows, settings, dist.reduce_np)
     model = CircleModel(mcfg, stats)
