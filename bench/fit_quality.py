@@ -1,4 +1,4 @@
-"""Fit quality and training cost: circlefit's default vs the tutorial's recipes and a constant.
+"""Fit quality and training cost: circlefit (lstsq) vs its gradient method, the tutorial's recipes and a constant.
 
 Usage: python bench/fit_quality.py [--seeds 0 1 2 3 4] [--threads 2]
 Same data for every recipe; seeds vary the training only. Writes bench/results/fit_quality.json.
@@ -21,6 +21,7 @@ from circlefit.config import load_params
 from circlefit.data import Dataset, generate, load_tutorial
 from circlefit.evaluate import predict, regression_metrics
 from circlefit.normalize import fit_stats
+from circlefit.reference import Weights
 from circlefit.train import train
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -47,11 +48,12 @@ def fit(recipe: str, ds: Dataset, seed: int, params) -> tuple[float, Predictor]:
         epochs = TIME_MATCHED_EPOCHS if recipe == "tutorial_optimized_time_matched" else None
         module = tutorial_recipe(ds.train, optimized=recipe != "tutorial_initial", seed=seed, epochs=epochs)
         pred = _torch_predictor(module)
-    else:
+    else:  # circlefit (the default, train.method lstsq) or circlefit_gradient (the method it replaced)
         stats = fit_stats(ds.train, params.normalize.min_std)
-        tcfg = dataclasses.replace(params.train, seed=seed)
-        model = train(tcfg, params.model, stats, ds.train, ds.val, torch.device("cpu")).model
-        pred = lambda xy: predict(model, xy)  # noqa: E731
+        method = "gradient" if recipe == "circlefit_gradient" else params.train.method
+        tcfg = dataclasses.replace(params.train, seed=seed, method=method)
+        weights = Weights.of(train(tcfg, params.model, stats, ds.train, ds.val, torch.device("cpu")).model)
+        pred = lambda xy: predict(weights, xy)  # noqa: E731
     return time.perf_counter() - t0, pred
 
 
@@ -81,6 +83,7 @@ def main() -> None:
         "tutorial_optimized",
         "tutorial_optimized_time_matched",
         "constant_mean",
+        "circlefit_gradient",
         "circlefit",
     ]
     rows = []

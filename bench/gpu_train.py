@@ -37,6 +37,7 @@ from circlefit.fast_step import FastStep  # noqa: E402
 from circlefit.io import atomic_file, write_json  # noqa: E402
 from circlefit.model import build_model  # noqa: E402
 from circlefit.normalize import Stats, fit_stats  # noqa: E402
+from circlefit.reference import Weights  # noqa: E402
 from circlefit.train import _optimizer, _schedule, train  # noqa: E402
 
 REFERENCE_NET = (64, 64)  # the issue's 2→64→64→1 ReLU net
@@ -91,7 +92,9 @@ class Bench:
         """Train params for a run, with the process-wide settings (TF32, determinism) applied."""
         device = device or self.device
         configure(device, self.threads, precision)
-        return dataclasses.replace(self.params.train, device=device.type, precision=precision, **over)
+        return dataclasses.replace(
+            self.params.train, method="gradient", device=device.type, precision=precision, **over
+        )
 
     def timed_train(self, precision: str, hidden: tuple[int, ...], rows: Rows, mode: str, k: int) -> dict[str, Any]:
         """ms per phase-1 step of train(): the 2k steps between its 1st and 3rd evaluation."""
@@ -221,7 +224,7 @@ def rmse(b: Bench) -> None:
         mode = label.removeprefix("cpu-")
         res = train(cfg, b.params.model, stats, train_rows, val_rows, device, step_mode=mode)  # type: ignore[arg-type]
         wall = time.perf_counter() - t0
-        pred = predict(res.model, test_rows[:, :2])
+        pred = predict(Weights.of(res.model), test_rows[:, :2])
         w = [t.detach().clone() for t in res.model.state_dict().values()]
         row = {
             "test_rmse": regression_metrics(pred, test_rows)["rmse"],

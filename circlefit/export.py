@@ -168,8 +168,7 @@ def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius:
 
 def reference_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The float64 reference [N] per input set (circlefit.reference): what every runtime is checked against."""
-    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    weights = Weights.from_state(state, model.cfg.activation)
+    weights = Weights.of(model)
     return {name: reference_predict(weights, xy) for name, xy in sets.items()}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,12 @@ class Weights:
         )
         bufs = {k: np.asarray(state[k], np.float32) for k in ("xy_mean", "xy_std", "label_mean", "label_std")}
         return cls(layers, activation, **bufs)
+
+    @classmethod
+    def of(cls, model: Any) -> Weights:
+        """From a torch CircleModel (duck-typed: this module never imports torch for ReLU)."""
+        state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        return cls.from_state(state, model.cfg.activation)
 
     def to_state(self) -> dict[str, np.ndarray]:
         """The CircleModel state dict (Linear layers sit at every other index of `net.layers`)."""

@@ -111,7 +111,7 @@ def model() -> CircleModel:
 
 
 def weights_of(model: CircleModel) -> Weights:
-    return Weights.from_state({k: v.numpy() for k, v in model.state_dict().items()}, model.cfg.activation)
+    return Weights.of(model)
 
 
 def test_predict_batches_agree(model: CircleModel) -> None:

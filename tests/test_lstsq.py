@@ -59,9 +59,7 @@ def fit(ds: Dataset, cfg: TrainConfig | None = None, model: ModelConfig | None =
 
 
 def errors(result: TrainResult, rows: np.ndarray) -> np.ndarray:
-    state = {k: v.numpy() for k, v in result.model.state_dict().items()}
-    weights = Weights.from_state(state, result.model.cfg.activation)
-    return reference.predict(weights, rows[:, :2]) - rows[:, 2].astype(np.float64)
+    return reference.predict(Weights.of(result.model), rows[:, :2]) - rows[:, 2].astype(np.float64)
 
 
 def rmse(e: np.ndarray) -> float:
