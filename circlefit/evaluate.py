@@ -7,11 +7,13 @@ with CPU-independent arithmetic, so every metric and plot value is the same on a
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import numpy as np
 
 from circlefit import reference
+from circlefit.exact import fsum_rows
 from circlefit.reference import Weights
 
 __all__ = ["band_errors", "evaluate", "plot_rows", "predict", "regression_metrics"]
@@ -25,18 +27,23 @@ def predict(weights: Weights, xy: np.ndarray, batch_size: int = 65536) -> np.nda
     return out
 
 
+def _mean(values: np.ndarray) -> float:
+    """A correctly rounded mean (math.fsum): independent of summation order, SIMD width and CPU."""
+    return fsum_rows(values) / len(values)
+
+
 def regression_metrics(pred: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     """RMSE, MAE, max abs error, R² and relative RMSE (points with r ≥ 1) in float64."""
     y = rows[:, 2].astype(np.float64)
     err = pred.astype(np.float64) - y
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else 0.0
+    ss_tot = fsum_rows((y - _mean(y)) ** 2)
+    r2 = 1.0 - fsum_rows(err**2) / ss_tot if ss_tot > 0 else 0.0
     radius2 = rows[:, 0].astype(np.float64) ** 2 + rows[:, 1].astype(np.float64) ** 2
     far = radius2 >= 1.0
-    rel = float(np.sqrt(np.mean((err[far] / y[far]) ** 2))) if far.any() else 0.0
+    rel = math.sqrt(_mean((err[far] / y[far]) ** 2)) if far.any() else 0.0
     return {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
+        "rmse": math.sqrt(_mean(err**2)),
+        "mae": _mean(np.abs(err)),
         "max_abs_err": float(np.max(np.abs(err))),
         "r2": r2,
         "rel_rmse_r_ge_1": rel,
@@ -55,7 +62,7 @@ def band_errors(pred: np.ndarray, rows: np.ndarray, r_max: float, bands: int) ->
         e = err[m]
         out[f"r{lo:g}-{hi:g}"] = {
             "n": int(m.sum()),
-            "rmse": float(np.sqrt(np.mean(e**2))) if m.any() else 0.0,
+            "rmse": math.sqrt(_mean(e**2)) if m.any() else 0.0,
             "max_abs_err": float(np.abs(e).max()) if m.any() else 0.0,
         }
     return out

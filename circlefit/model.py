@@ -96,7 +96,8 @@ def fold_normalizer(model: CircleModel) -> MLP:
     with torch.no_grad():
         w, b = first.weight.double(), first.bias.double()
         first.weight.copy_(w / sd)
-        first.bias.copy_(b - w @ (mu / sd))
+        shift = mu / sd  # W₀ (μ/σ) term by term, not a BLAS matvec: the same bits on any CPU
+        first.bias.copy_(b - sum((w[:, i] * shift[i] for i in range(1, w.shape[1])), w[:, 0] * shift[0]))
         w, b = last.weight.double(), last.bias.double()
         last.weight.copy_(w * ls)
         last.bias.copy_(b * ls + lm)
