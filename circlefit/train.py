@@ -199,6 +199,184 @@ def train_lstsq(
     return TrainResult(model.eval(), curve, summary, wall, {"wall_s": wall})
 
 
+class _Run:
+    """One gradient training's state: the net and its DDP wrapper, the data, the best weights, the curve.
+
+    The phases below share it; each step and evaluation goes through its methods, so the ranks'
+    global sums (circlefit.distributed) and bf16 autocast are decided in one place.
+    """
+
+    def __init__(self, tcfg: TrainConfig, model: CircleModel, data: _Tensors, dist: Dist, on_eval: Any) -> None:
+        self.tcfg, self.model, self.data, self.dist, self.on_eval = tcfg, model, data, dist, on_eval
+        self.net = model.net
+        self.step_net = dist.wrap(self.net)  # DDP averages gradients over ranks in backward
+        device = data.x.device
+        self.n, self.n_val = (
+            int(v) for v in dist.sum(torch.tensor([data.x.shape[0], data.xv.shape[0]], device=device))
+        )
+        self.full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= self.n
+        # No autocast weight cache: a captured step must re-cast weights on every replay (same values).
+        self.autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16", cache_enabled=False
+        )  # fmt: skip
+        self.best = _Best(self.net, tcfg)
+        self.curve: list[CurveRow] = []
+        self.step = 0
+
+    def loss_on(self, x: torch.Tensor, y: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+        """The mean loss; with other ranks, this rank's share of the mean over `rows` rows on all ranks."""
+        with self.autocast:
+            pred = self.step_net(x)
+        if rows is None or not self.dist.ddp:
+            return nn.functional.mse_loss(pred.float(), y)
+        return nn.functional.mse_loss(pred.float(), y, reduction="sum") / rows
+
+    def val_loss(self) -> torch.Tensor:
+        d = self.data
+        with torch.no_grad():
+            if d.xv.shape[0] <= EVAL_ROWS:
+                return self.dist.sum(self.loss_on(d.xv, d.yv, self.n_val))
+            total = torch.zeros((), dtype=torch.float64, device=d.xv.device)
+            for s in range(0, d.xv.shape[0], EVAL_ROWS):
+                with self.autocast:
+                    pred = self.net(d.xv[s : s + EVAL_ROWS])
+                total += (pred.float() - d.yv[s : s + EVAL_ROWS]).square().sum(dtype=torch.float64)
+            return self.dist.sum((total / self.n_val).float())  # this rank's share of the mean over all ranks
+
+    def evaluate(self, epoch: int, phase: str, lr: float, train_loss: torch.Tensor) -> bool:
+        """Record one curve row; True when early stopping says stop."""
+        val = float(self.val_loss())
+        if not math.isfinite(val):
+            raise TrainingDiverged(
+                f"validation loss became {val} at step {self.step} (lr {lr:.3g}); no model was written"
+            )
+        row: CurveRow = {"step": self.step, "epoch": epoch, "phase": phase, "lr": lr, "train_loss": float(train_loss)}
+        row["val_loss"] = val
+        self.curve.append(row)
+        if self.on_eval is not None:
+            self.on_eval(row)
+        return self.best.update(self.net, val, self.step)
+
+
+def _eager_epoch(run: _Run, opt: torch.optim.Optimizer, sched: Any, batch_gen: torch.Generator,
+                 window: list[torch.Tensor], lrs: list[float]) -> torch.Tensor:  # fmt: skip
+    """One epoch of optimizer steps, full- or mini-batch (on-device batches, no host sync); its mean loss."""
+    tcfg, data, dist = run.tcfg, run.data, run.dist
+    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, tcfg.batch_size)
+    local_batch = dist.local_batch(tcfg.batch_size)
+    order = None if run.full_batch else torch.randperm(len(data.x), generator=batch_gen, device=data.x.device)
+    epoch_loss = torch.zeros((), device=data.x.device)
+    for b in range(per_epoch):
+        if order is None:
+            xb, yb, rows = data.x, data.y, run.n
+        else:
+            idx = order[b * local_batch : (b + 1) * local_batch]
+            xb, yb, rows = data.x[idx], data.y[idx], dist.step_rows(run.n, tcfg.batch_size, b)
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.zero_grad(set_to_none=True)
+        loss = run.loss_on(xb, yb, rows)
+        dist.backward(loss)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        run.step += 1
+        window.append(loss.detach())
+        epoch_loss += loss.detach() * (rows / run.n)
+    return epoch_loss
+
+
+def _first_order(run: _Run, device: torch.device, step_mode: StepMode | None) -> tuple[bool, str]:
+    """Phase 1: the configured optimizer for `epochs`; (stopped early, how the steps ran)."""
+    tcfg, data, dist = run.tcfg, run.data, run.dist
+    opt = _optimizer(tcfg, run.net.parameters(), capturable=False)
+    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, tcfg.batch_size)
+    sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
+    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1 + dist.rank)
+    mode = choose_mode(tcfg, device, run.full_batch, override=step_mode, distributed=dist.ddp)
+    fast = None
+    if mode != "eager":  # full batch: the same step over static buffers, replayed as a CUDA graph
+        fast = FastStep(
+            run.net, run.loss_on, data.x, data.y, lambda ps, cap: _optimizer(tcfg, iter(ps), cap),
+            lambda o: _schedule(tcfg, o, tcfg.epochs), tcfg.epochs, tcfg.eval_every,
+            capture=mode == "graph", required=tcfg.cuda_graph == "always",
+        )  # fmt: skip
+    window: list[torch.Tensor] = []
+    lrs: list[float] = []
+    stopped = False
+    for epoch in range(1, tcfg.epochs + 1):
+        if fast is not None:
+            epoch_loss = fast.step()
+            run.step += 1
+        else:
+            epoch_loss = _eager_epoch(run, opt, sched, batch_gen, window, lrs)
+        if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
+            losses, lrs = fast.drain() if fast is not None else (torch.stack(window), lrs)
+            if dist.ddp:  # one all-reduce per evaluation: every rank sees the global losses
+                reduced = dist.sum(torch.cat([losses, epoch_loss[None]]))
+                losses, epoch_loss = reduced[:-1], reduced[-1]
+            _check_finite(losses, run.step - len(losses) + 1, lrs)
+            window, lrs = [], []
+            if run.evaluate(epoch, "first_order", fast.lr if fast else opt.param_groups[0]["lr"], epoch_loss):
+                stopped = True
+                break
+    if fast is not None:  # what actually ran: capture may have fallen back to the eager static step
+        mode = "graph" if fast.captured else "static"
+        fast.close()  # parameters own their storage again; a graph's memory pool is released
+    return stopped, mode
+
+
+def _lbfgs(run: _Run) -> bool:
+    """Phase 2: full-batch L-BFGS (strong Wolfe line search) in eval_every chunks; True if stopped early."""
+    tcfg, data, dist = run.tcfg, run.data, run.dist
+    lbfgs = torch.optim.LBFGS(
+        run.net.parameters(), lr=1.0, max_iter=tcfg.eval_every, history_size=50,
+        line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
+    )  # fmt: skip
+
+    def closure() -> torch.Tensor:  # the global loss and gradient: every rank's line search agrees
+        lbfgs.zero_grad(set_to_none=True)
+        loss = run.loss_on(data.x, data.y, run.n)
+        dist.backward(loss)
+        return dist.sum(loss)
+
+    done = 0
+    while done < tcfg.lbfgs_steps:
+        chunk = min(tcfg.eval_every, tcfg.lbfgs_steps - done)
+        lbfgs.param_groups[0]["max_iter"] = chunk
+        lbfgs.param_groups[0]["max_eval"] = chunk * 5 // 4
+        lbfgs.step(closure)
+        done += chunk
+        run.step += chunk
+        with torch.no_grad():
+            train_loss = dist.sum(run.loss_on(data.x, data.y, run.n))
+        _check_finite(train_loss[None], run.step, [1.0])
+        if run.evaluate(tcfg.epochs, "lbfgs", 1.0, train_loss):
+            return True
+    return False
+
+
+def _gradient_summary(run: _Run, device: torch.device, mode: str, stopped: bool) -> dict[str, Any]:
+    last = run.curve[-1] if run.curve else {"train_loss": math.nan, "val_loss": math.nan}
+    return {
+        "method": "gradient",
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": run.tcfg.precision,
+        "phase1_step": mode,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "steps": run.step,
+        "best_step": run.best.step,
+        "best_val_loss": run.best.loss,
+        "final_train_loss": last["train_loss"],
+        "final_val_loss": last["val_loss"],
+        "stopped_early": stopped,
+        "train_rows": run.n,
+        "parameters": sum(p.numel() for p in run.net.parameters()),
+        **run.dist.describe(),
+    }
+
+
 def train_gradient(
     tcfg: TrainConfig,
     mcfg: ModelConfig,
@@ -217,156 +395,18 @@ def train_gradient(
     Under torchrun, `dist` is this rank's place and the rows are its shard (circlefit.distributed).
     """
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(tcfg.seed)
-    model = build_model(mcfg, stats, gen).to(device)
-    data = _to_tensors(model, train_rows, val_rows, device)
-    net = model.net
-    step_net = dist.wrap(net)  # DDP averages gradients over ranks in backward
-    n, n_val = (int(v) for v in dist.sum(torch.tensor([data.x.shape[0], data.xv.shape[0]], device=device)))
-    full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= n
-    per_epoch = 1 if full_batch else dist.steps_per_epoch(n, tcfg.batch_size)
-    local_batch = dist.local_batch(tcfg.batch_size)
-    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1 + dist.rank)
-    # No autocast weight cache: a captured step must re-cast weights on every replay (same values).
-    autocast = torch.autocast(
-        device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16", cache_enabled=False
-    )  # fmt: skip
-
-    def loss_on(x: torch.Tensor, y: torch.Tensor, rows: int | None = None) -> torch.Tensor:
-        """The mean loss; with other ranks, this rank's share of the mean over `rows` rows on all ranks."""
-        with autocast:
-            pred = step_net(x)
-        if rows is None or not dist.ddp:
-            return nn.functional.mse_loss(pred.float(), y)
-        return nn.functional.mse_loss(pred.float(), y, reduction="sum") / rows
-
-    def val_loss() -> torch.Tensor:
-        with torch.no_grad():
-            if data.xv.shape[0] <= EVAL_ROWS:
-                return dist.sum(loss_on(data.xv, data.yv, n_val))
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            for s in range(0, data.xv.shape[0], EVAL_ROWS):
-                with autocast:
-                    pred = net(data.xv[s : s + EVAL_ROWS])
-                total += (pred.float() - data.yv[s : s + EVAL_ROWS]).square().sum(dtype=torch.float64)
-            return dist.sum((total / n_val).float())  # this rank's share of the mean over all ranks
-
-    best = _Best(net, tcfg)
-    curve: list[CurveRow] = []
-    step = 0
-    stopped_early = False
-
-    def evaluate(epoch: int, phase: str, lr: float, train_loss: torch.Tensor) -> bool:
-        val = float(val_loss())
-        if not math.isfinite(val):
-            raise TrainingDiverged(f"validation loss became {val} at step {step} (lr {lr:.3g}); no model was written")
-        row: CurveRow = {"step": step, "epoch": epoch, "phase": phase, "lr": lr, "train_loss": float(train_loss)}
-        row["val_loss"] = val
-        curve.append(row)
-        if on_eval is not None:
-            on_eval(row)
-        return best.update(net, val, step)
-
-    # Phase 1: first-order optimizer, full- or mini-batch, on-device batches, no per-step sync.
-    opt = _optimizer(tcfg, net.parameters(), capturable=False)
-    sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
-    mode = choose_mode(tcfg, device, full_batch, override=step_mode, distributed=dist.ddp)
-    fast = None
-    if mode != "eager":  # full batch: the same step over static buffers, replayed as a CUDA graph
-        fast = FastStep(
-            net, loss_on, data.x, data.y, lambda ps, cap: _optimizer(tcfg, iter(ps), cap),
-            lambda o: _schedule(tcfg, o, tcfg.epochs), tcfg.epochs, tcfg.eval_every,
-            capture=mode == "graph", required=tcfg.cuda_graph == "always",
-        )  # fmt: skip
-    window: list[torch.Tensor] = []
-    lrs: list[float] = []
-    for epoch in range(1, tcfg.epochs + 1):
-        if fast is not None:
-            epoch_loss = fast.step()
-            step += 1
-        else:
-            order = None if full_batch else torch.randperm(len(data.x), generator=batch_gen, device=device)
-            epoch_loss = torch.zeros((), device=device)
-            for b in range(per_epoch):
-                if order is None:
-                    xb, yb, rows = data.x, data.y, n
-                else:
-                    idx = order[b * local_batch : (b + 1) * local_batch]
-                    xb, yb, rows = data.x[idx], data.y[idx], dist.step_rows(n, tcfg.batch_size, b)
-                lrs.append(opt.param_groups[0]["lr"])
-                opt.zero_grad(set_to_none=True)
-                loss = loss_on(xb, yb, rows)
-                dist.backward(loss)
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                step += 1
-                window.append(loss.detach())
-                epoch_loss += loss.detach() * (rows / n)
-        if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
-            losses, lrs = fast.drain() if fast is not None else (torch.stack(window), lrs)
-            if dist.ddp:  # one all-reduce per evaluation: every rank sees the global losses
-                reduced = dist.sum(torch.cat([losses, epoch_loss[None]]))
-                losses, epoch_loss = reduced[:-1], reduced[-1]
-            _check_finite(losses, step - len(losses) + 1, lrs)
-            window, lrs = [], []
-            if evaluate(epoch, "first_order", fast.lr if fast else opt.param_groups[0]["lr"], epoch_loss):
-                stopped_early = True
-                break
-    if fast is not None:  # what actually ran: capture may have fallen back to the eager static step
-        mode = "graph" if fast.captured else "static"
-        fast.close()  # parameters own their storage again; a graph's memory pool is released
-
-    # Phase 2: full-batch L-BFGS refinement (strong Wolfe line search), in eval_every chunks.
-    if tcfg.lbfgs_steps > 0 and not stopped_early:
-        lbfgs = torch.optim.LBFGS(
-            net.parameters(), lr=1.0, max_iter=tcfg.eval_every, history_size=50,
-            line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
-        )  # fmt: skip
-
-        def closure() -> torch.Tensor:  # the global loss and gradient: every rank's line search agrees
-            lbfgs.zero_grad(set_to_none=True)
-            loss = loss_on(data.x, data.y, n)
-            dist.backward(loss)
-            return dist.sum(loss)
-
-        done = 0
-        while done < tcfg.lbfgs_steps:
-            chunk = min(tcfg.eval_every, tcfg.lbfgs_steps - done)
-            lbfgs.param_groups[0]["max_iter"] = chunk
-            lbfgs.param_groups[0]["max_eval"] = chunk * 5 // 4
-            lbfgs.step(closure)
-            done += chunk
-            step += chunk
-            with torch.no_grad():
-                train_loss = dist.sum(loss_on(data.x, data.y, n))
-            _check_finite(train_loss[None], step, [1.0])
-            if evaluate(tcfg.epochs, "lbfgs", 1.0, train_loss):
-                stopped_early = True
-                break
-
-    dist.check_in_sync(net)
-    net.load_state_dict(best.state)
+    # initialize: PyTorch's default init, drawn from our generator; data standardized on the device
+    model = build_model(mcfg, stats, torch.Generator().manual_seed(tcfg.seed)).to(device)
+    run = _Run(tcfg, model, _to_tensors(model, train_rows, val_rows, device), dist, on_eval)
+    # phase 1, then phase 2 unless early stopping ended the run
+    stopped, mode = _first_order(run, device, step_mode)
+    if tcfg.lbfgs_steps > 0 and not stopped:
+        stopped = _lbfgs(run)
+    # finish: every rank holds the same weights; keep the best validation weights
+    dist.check_in_sync(run.net)
+    run.net.load_state_dict(run.best.state)
     model = model.to("cpu").eval()
     wall = time.perf_counter() - t0
-    last = curve[-1] if curve else {"train_loss": math.nan, "val_loss": math.nan}
-    summary = {
-        "method": "gradient",
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": tcfg.precision,
-        "phase1_step": mode,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "steps": step,
-        "best_step": best.step,
-        "best_val_loss": best.loss,
-        "final_train_loss": last["train_loss"],
-        "final_val_loss": last["val_loss"],
-        "stopped_early": stopped_early,
-        "train_rows": n,
-        "parameters": sum(p.numel() for p in net.parameters()),
-        **dist.describe(),
-    }
-    log.info("trained %d steps on %s in %.2f s; best val loss %.3g", step, device, wall, best.loss)
-    return TrainResult(model, curve, summary, wall, {"wall_s": wall, "steps_per_s": step / wall if wall else 0.0})
+    log.info("trained %d steps on %s in %.2f s; best val loss %.3g", run.step, device, wall, run.best.loss)
+    timing = {"wall_s": wall, "steps_per_s": run.step / wall if wall else 0.0}
+    return TrainResult(model, run.curve, _gradient_summary(run, device, mode, stopped), wall, timing)
