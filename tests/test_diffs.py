@@ -89,7 +89,7 @@ def test_report_end_to_end(history, tmp_path):
     run([sys.executable, "-m", "circlefit.report", "HEAD~1", "HEAD", "-o", str(out)], history)
     text = out.read_text()
     assert text.startswith("## circlefit: `HEAD~1` → `HEAD`")
-    assert "| `train.lr` | 0.01 | 0.003 |  |" in text
+    assert "| `train.lstsq.margin` | 0.05 | 0.04 |  |" in text
     assert "| `data/eval/metrics.json` | `test.rmse` |" in text and " %" in text
     assert "[report_plots/index.html](report_plots/index.html)" in text
     assert (out.parent / "report_plots" / "index.html").is_file()

@@ -35,7 +35,7 @@ def test_repro_through_export_then_copy_elsewhere_then_fail_cleanly(project, tmp
     assert sidecar["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert sidecar["metrics"] == json.loads((repo / "data/eval/metrics.json").read_text())
     for r in sidecar["parity"]["runtimes"].values():
-        assert r["points"] == sum(sidecar["parity"]["sets"].values()) and r["max_tol_ratio"] <= 1
+        assert r["points"] == sum(sidecar["parity"]["sets"].values()) and r["verdict"] == "within tolerance"
 
     # Python reproduces the probes from the file alone; so does the console script.
     probes = json.loads(probes_path.read_text())

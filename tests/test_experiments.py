@@ -21,12 +21,18 @@ SWEEP = ["-S", "model.hidden=[16],[16,16]", "-S", "train.lr=0.02"]
 # Appended to the copy's circlefit/__init__.py: every stage process records which circlefit it
 # imported, so the test can tell the experiment's own copy from the editable install (REPO).
 PROBE = """
+import atexit as _atexit
 import os as _os
 import sys as _sys
 
-if _os.environ.get("CIRCLEFIT_TEST_IMPORT_PROBE"):
+
+def _probe(path=__file__):  # at exit: `python -m stages.X` sets sys.argv[0] only after the package imports
     with open(_os.environ["CIRCLEFIT_TEST_IMPORT_PROBE"], "a", encoding="utf-8") as _f:
-        _f.write(f"{_os.path.basename(_sys.argv[0])} {__file__}\\n")
+        _f.write(f"{_os.path.basename(_sys.argv[0])} {path}\\n")
+
+
+if _os.environ.get("CIRCLEFIT_TEST_IMPORT_PROBE"):
+    _atexit.register(_probe)
 """
 
 

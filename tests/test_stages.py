@@ -155,11 +155,13 @@ def test_train_and_evaluate_outputs(pipeline: Runs) -> None:
     model = load_model(repo / "data/model/weights.safetensors")
     assert model.cfg.hidden == tuple(SMALL["model"]["hidden"])
     rows = list(csv.DictReader((repo / "data/train/loss.tsv").open(), delimiter="\t"))
-    assert list(rows[0]) == ["step", "epoch", "phase", "lr", "train_loss", "val_loss"]
-    epochs, lbfgs, every = (SMALL["train"][k] for k in ("epochs", "lbfgs_steps", "eval_every"))
-    assert len(rows) == epochs // every + lbfgs // every
+    # The default method, lstsq: one curve row per candidate layout, the summary's best is the lowest val loss.
+    assert list(rows[0]) == ["step", "phase", "directions", "train_loss", "val_loss"]
+    layouts = repo_params()["train"]["lstsq"]["directions"]
+    assert [int(r["directions"]) for r in rows] == layouts and {r["phase"] for r in rows} == {"lstsq"}
     summary = json.loads((repo / "data/train/summary.json").read_text())
-    assert summary["steps"] == epochs + lbfgs and summary["threads"] == repo_params()["train"]["threads"]
+    assert summary["steps"] == len(layouts) and summary["threads"] == repo_params()["train"]["threads"]
+    assert summary["best_val_loss"] == min(float(r["val_loss"]) for r in rows)
     assert "wall_s" in json.loads((repo / "data/train/timing.json").read_text())
     metrics = json.loads((repo / "data/eval/metrics.json").read_text())
     assert_metrics_complete(metrics, repo_params()["evaluate"]["bands"])
