@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from circlefit.config import ModelConfig, from_mapping
-from circlefit.io import DataError
+from circlefit.errors import DataError
 from circlefit.model import CircleModel
 
 __all__ = ["load_model", "save_model"]

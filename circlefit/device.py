@@ -6,15 +6,13 @@ import os
 
 import torch
 
+from circlefit.errors import DeviceError
+
 __all__ = ["CUBLAS_WORKSPACE", "DeviceError", "configure", "resolve_device"]
 
 # cuBLAS is only run-to-run deterministic with a fixed workspace; the variable is read when
 # cuBLAS is first used, so it must be set before the first matmul on the GPU (configure does).
 CUBLAS_WORKSPACE = ":4096:8"
-
-
-class DeviceError(RuntimeError):
-    """The requested device cannot be used here."""
 
 
 def resolve_device(requested: str, source: str = "params.yaml") -> torch.device:

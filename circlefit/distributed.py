@@ -26,8 +26,8 @@ import torch.distributed as tdist
 from torch import nn
 
 from circlefit.config import DistributedConfig
-from circlefit.device import DeviceError
-from circlefit.launch import DistributedError, under_torchrun
+from circlefit.errors import DeviceError, DistributedError
+from circlefit.launch import under_torchrun
 
 __all__ = ["SINGLE", "Dist", "OutOfSync", "shard", "shard_bounds", "shard_size", "start", "stop", "threads_per_rank"]
 

@@ -18,11 +18,12 @@ import torch
 from google.protobuf.message import Message
 
 import circlefit
-from circlefit.config import ConfigError, Params, as_dict
-from circlefit.io import DataError, atomic_file, dumps_json
+from circlefit.config import Params, as_dict
+from circlefit.errors import ConfigError, DataError
+from circlefit.io import atomic_file, dumps_json
 from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
-from circlefit.parity import ParityError, Tolerance, check_parity, parity_inputs
+from circlefit.parity import Tolerance, check_parity, parity_inputs
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.sidecar import probe_inputs, probes_json, sidecar_json
 
@@ -30,7 +31,6 @@ __all__ = [
     "HASHED_SECTIONS",
     "MODEL_VERSION",
     "Bundle",
-    "ParityError",
     "annotate",
     "check_stats",
     "export_bundle",

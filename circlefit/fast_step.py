@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from circlefit.config import TrainConfig
-from circlefit.device import DeviceError
+from circlefit.errors import DeviceError
 
 __all__ = ["GRAPH_OPTIMIZERS", "FastStep", "StepMode", "choose_mode", "flatten_params", "schedule_table"]
 

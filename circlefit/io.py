@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from circlefit.errors import DataError
+
 __all__ = [
     "DataError",
     "atomic_dir",
@@ -28,10 +30,6 @@ __all__ = [
     "temp_glob",
     "write_json",
 ]
-
-
-class DataError(ValueError):
-    """An input file that is missing, truncated or malformed; the message names the file."""
 
 
 def _fsync_dir(path: Path) -> None:

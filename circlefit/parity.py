@@ -13,16 +13,13 @@ import onnx
 import onnxruntime as ort
 from onnx.reference import ReferenceEvaluator
 
+from circlefit.errors import ParityError
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, load_session
 
 __all__ = ["ParityError", "Tolerance", "check_parity", "parity_inputs"]
 
 log = logging.getLogger(__name__)
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-class ParityError(RuntimeError):
-    """An exported model whose outputs differ from PyTorch's beyond tolerance; names the worst input."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from circlefit.errors import PredictError
+
 __all__ = [
     "CHUNK_ROWS",
     "INPUT_NAME",
@@ -39,10 +41,6 @@ _ORT_ERRORS = tuple(
     for n in ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented", "EPFail")
     if hasattr(_ort_state, n)
 )
-
-
-class PredictError(ValueError):
-    """A model file or an input that cannot be used; the message is one line naming what is wrong."""
 
 
 def sidecar_path(model: str | Path) -> Path:

@@ -16,6 +16,7 @@ from torch import nn
 
 from circlefit.config import ModelConfig, TrainConfig
 from circlefit.distributed import SINGLE, Dist
+from circlefit.errors import TrainingDiverged
 from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
@@ -29,10 +30,6 @@ CurveRow = dict[str, Any]
 # below this many rows (the default 8192-row data) the loss is one forward, so its value and
 # dvc.lock do not change.
 EVAL_ROWS = 65536
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became non-finite; the message names the step and the learning rate."""
 
 
 @dataclass
