@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from circlefit.config import ConfigError, Params, as_dict, load_params, parse_params
@@ -317,7 +318,7 @@ def test_repo_params_load_and_are_frozen() -> None:
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
     assert as_dict(params) == repo_params()
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         params.train.lr = 1.0  # type: ignore[misc]
 
 
