@@ -18,6 +18,7 @@ from circlefit import yaml12
 from circlefit.errors import ConfigError
 
 __all__ = [
+    "PARAMS_FILE",
     "TUTORIAL_POINTS",
     "ConfigError",
     "DataConfig",
@@ -36,10 +37,11 @@ __all__ = [
     "from_mapping",
     "load_params",
     "parse_params",
+    "replace",
     "split_counts",
 ]
 
-_FILE = "params.yaml"
+PARAMS_FILE = "params.yaml"  # the default; every error names the file the user gave instead
 TUTORIAL_POINTS = 36
 
 
@@ -225,7 +227,7 @@ def load_params(path: str | Path) -> Params:
     return parse_params(text, str(path))
 
 
-def parse_params(text: str, source: str = _FILE) -> Params:
+def parse_params(text: str, source: str = PARAMS_FILE) -> Params:
     raw = yaml12.load(text, source)
     if raw is None or raw == {}:
         raise ConfigError(f"{source}: file is empty; expected the sections {', '.join(Params.model_fields)}")
@@ -234,12 +236,17 @@ def parse_params(text: str, source: str = _FILE) -> Params:
     return from_mapping(Params, raw, source)
 
 
-def from_mapping(cls: type[_M], raw: Any, source: str = _FILE, prefix: str = "") -> _M:
+def from_mapping(cls: type[_M], raw: Any, source: str = PARAMS_FILE, prefix: str = "") -> _M:
     """Validate a parsed mapping as model `cls` (found at dotted `prefix`), naming `source` and the key on error."""
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"{source}: {_message(e, cls, prefix)}") from None
+
+
+def replace(cfg: _M, **changes: Any) -> _M:
+    """A copy of config object `cfg` with `changes`, validated like a params file (dataclasses.replace, checked)."""
+    return from_mapping(type(cfg), {**dict(cfg), **changes}, f"replace({type(cfg).__name__})")
 
 
 def as_dict(obj: Any) -> Any:

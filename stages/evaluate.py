@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from circlefit.checkpoint import load_model
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.evaluate import evaluate, plot_rows
 from circlefit.io import atomic_file, json_bool, json_number, load_array, read_json, write_json
 from circlefit.normalize import stats_from_json
@@ -31,7 +31,7 @@ def _write_csv(path: str, rows: list[dict[str, float]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--model", required=True)
