@@ -29,7 +29,18 @@ from circlefit.config import PARAMS_FILE, DistributedConfig
 from circlefit.errors import DeviceError, DistributedError
 from circlefit.launch import under_torchrun
 
-__all__ = ["SINGLE", "Dist", "OutOfSync", "shard", "shard_bounds", "shard_size", "start", "stop", "threads_per_rank"]
+__all__ = [
+    "SINGLE",
+    "Dist",
+    "OutOfSync",
+    "from_env",
+    "shard",
+    "shard_bounds",
+    "shard_size",
+    "start",
+    "stop",
+    "threads_per_rank",
+]
 
 log = logging.getLogger(__name__)
 
