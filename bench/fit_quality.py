@@ -7,7 +7,6 @@ Same data for every recipe; seeds vary the training only. Writes bench/results/f
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import torch
 from common import ROOT, save, summarize
 from recipes import tutorial_recipe
 
+from circlefit import config
 from circlefit.config import load_params
 from circlefit.data import Dataset, generate, load_tutorial
 from circlefit.evaluate import predict, regression_metrics
@@ -51,7 +51,7 @@ def fit(recipe: str, ds: Dataset, seed: int, params) -> tuple[float, Predictor]:
     else:  # circlefit (the default, train.method lstsq) or circlefit_gradient (the method it replaced)
         stats = fit_stats(ds.train, params.normalize.min_std)
         method = "gradient" if recipe == "circlefit_gradient" else params.train.method
-        tcfg = dataclasses.replace(params.train, seed=seed, method=method)
+        tcfg = config.replace(params.train, seed=seed, method=method)
         weights = Weights.of(train(tcfg, params.model, stats, ds.train, ds.val, torch.device("cpu")).model)
         pred = lambda xy: predict(weights, xy)  # noqa: E731
     return time.perf_counter() - t0, pred
@@ -75,7 +75,7 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     tutorial_xy = load_tutorial(ROOT / "data/tutorial36.csv")
     datasets = {
-        "tutorial36": generate(dataclasses.replace(params.data, source="tutorial"), tutorial_xy),
+        "tutorial36": generate(config.replace(params.data, source="tutorial"), tutorial_xy),
         "disk": generate(params.data, tutorial_xy),
     }
     recipes = [

@@ -8,11 +8,11 @@ bench/results/frontier.json and bench/results/frontier.png (needs the `bench` ex
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
 from common import RESULTS, ROOT, save, summarize
 
+from circlefit import config
 from circlefit.config import load_params
 from circlefit.data import generate, load_tutorial
 from circlefit.evaluate import predict, regression_metrics
@@ -86,10 +86,10 @@ def main() -> None:
         runs.append(((256,), f"adam_{steps['epochs']}+lbfgs_{steps['lbfgs_steps']}", BUDGET_SERIES, f"x{b:g}", steps))
     rows = []
     for hidden, opt, series, label, over in runs:
-        mcfg = dataclasses.replace(params.model, hidden=hidden)
+        mcfg = config.replace(params.model, hidden=hidden)
         walls, rmses, maxes = [], [], []
         for seed in args.seeds:  # lstsq ignores the seed: its repeats time the same fit
-            tcfg = dataclasses.replace(params.train, seed=seed, **over)
+            tcfg = config.replace(params.train, seed=seed, **over)
             res = train(tcfg, mcfg, stats, ds.train, ds.val, torch.device("cpu"))
             walls.append(res.wall_s)
             m = regression_metrics(predict(Weights.of(res.model), ds.test[:, :2]), ds.test)

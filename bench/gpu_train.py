@@ -14,7 +14,6 @@ tables and the issue's bars are printed, and a Markdown copy is written next to 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from circlefit import config  # noqa: E402
 from circlefit.config import ModelConfig, Params, TrainConfig, load_params  # noqa: E402
 from circlefit.data import generate, load_tutorial  # noqa: E402
 from circlefit.device import configure, resolve_device  # noqa: E402
@@ -84,7 +84,7 @@ class Bench:
         total = self.params.data.n
         if n_train > self.default_n:
             total = int(np.ceil(n_train / self.params.data.split.train)) + 16
-        ds = generate(dataclasses.replace(self.params.data, n=total), self.tutorial)
+        ds = generate(config.replace(self.params.data, n=total), self.tutorial)
         rows = ds.train[:n_train]
         return rows, ds.val[:65536], ds.test[:65536], fit_stats(rows, self.params.normalize.min_std)
 
@@ -92,14 +92,12 @@ class Bench:
         """Train params for a run, with the process-wide settings (TF32, determinism) applied."""
         device = device or self.device
         configure(device, self.threads, precision)
-        return dataclasses.replace(
-            self.params.train, method="gradient", device=device.type, precision=precision, **over
-        )
+        return config.replace(self.params.train, method="gradient", device=device.type, precision=precision, **over)
 
     def timed_train(self, precision: str, hidden: tuple[int, ...], rows: Rows, mode: str, k: int) -> dict[str, Any]:
         """ms per phase-1 step of train(): the 2k steps between its 1st and 3rd evaluation."""
         cfg = self.tcfg(precision, epochs=3 * k, eval_every=k, lbfgs_steps=0)
-        cfg = dataclasses.replace(cfg, early_stopping=dataclasses.replace(cfg.early_stopping, patience=0))
+        cfg = config.replace(cfg, early_stopping=config.replace(cfg.early_stopping, patience=0))
         stamps: list[float] = []
 
         def stamp(_: object) -> None:

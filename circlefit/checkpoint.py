@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from circlefit.config import ModelConfig, from_mapping
-from circlefit.io import DataError
+from circlefit.errors import DataError
 from circlefit.reference import Weights
 
 if TYPE_CHECKING:

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+from circlefit.errors import CirclefitError, UsageError
+
+__all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
 DEFAULT_MODEL = Path("data/export/model.onnx")
-
-
-class UsageError(ValueError):
-    """Bad command-line input; printed as one line."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +23,7 @@ class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    examples: Sequence[str]
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -64,31 +63,53 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs=argparse.REMAINDER, help="BASE [HEAD] [-o report.md] …; see `circlefit report -h`")
+    from circlefit.report import add_arguments
+
+    add_arguments(p)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from circlefit.report import main as report_main
+    from circlefit.report import run
 
-    return report_main(args.args)
-
-
-# Subcommands with their own full argparse parser: argv after the name goes to them untouched
-# (argparse.REMAINDER cannot pass a leading `-h` or `-o` through a subparser).
-PASSTHROUGH = {"report"}
+    return run(args)
 
 
 COMMANDS: dict[str, Command] = {
-    "predict": Command("predict x² + y² with the exported ONNX model (onnxruntime only)", _predict_args, _predict),
-    "report": Command("markdown review report of a change: params, metrics and plots diffs", _report_args, _report),
+    "predict": Command(
+        "predict x² + y² with the exported ONNX model (onnxruntime only)",
+        _predict_args,
+        _predict,
+        ["circlefit predict 3 4 -1.5 2", "circlefit predict --csv points.csv", "printf '3,4\\n' | circlefit predict"],
+    ),
+    "report": Command(
+        "markdown review report of a change: params, metrics and plots diffs",
+        _report_args,
+        _report,
+        ["circlefit report main", "circlefit report HEAD~1 HEAD -o report.md"],
+    ),
 }
 
 
+def _examples(lines: Sequence[str]) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="circlefit", description="circlefit: learn and serve x² + y².")
+    parser = argparse.ArgumentParser(
+        prog="circlefit",
+        description="circlefit: learn and serve x² + y².",
+        epilog=_examples([e for cmd in COMMANDS.values() for e in cmd.examples]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(
+            name,
+            help=cmd.help,
+            description=cmd.help,
+            epilog=_examples(cmd.examples),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.configure(p)
         p.set_defaults(run=cmd.run)
     return parser
@@ -96,16 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; expected failures print `circlefit COMMAND: error: …` on one line and return 1."""
-    from circlefit.io import DataError
-    from circlefit.predict import PredictError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] and argv[0] in PASSTHROUGH:
-        return COMMANDS[argv[0]].run(argparse.Namespace(args=argv[1:]))
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.run(args))
-    except (UsageError, PredictError, DataError) as e:
+    except CirclefitError as e:  # circlefit.errors: every expected failure, one line
         print(f"circlefit {args.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `circlefit predict … | head`: quiet, as the Python docs recommend

@@ -1,91 +1,113 @@
-"""One typed, validated view of params.yaml, parsed exactly as DVC parses it (YAML 1.2)."""
+"""One typed, validated view of params.yaml, parsed exactly as DVC parses it (YAML 1.2).
+
+One pydantic model per params.yaml section; a field's comment is its help. Ranges are Field
+constraints and rules between fields are validators; `_message` turns pydantic's errors into
+one line naming the file, the dotted key and the value: `params.yaml: train.lr must be > 0, got 0`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from circlefit import yaml12
+from circlefit.errors import ConfigError
 
 __all__ = [
+    "PARAMS_FILE",
+    "TUTORIAL_POINTS",
     "ConfigError",
     "DataConfig",
     "DistributedConfig",
+    "EarlyStoppingConfig",
     "EvaluateConfig",
     "ExportConfig",
     "LstsqConfig",
     "ModelConfig",
+    "NoiseConfig",
     "NormalizeConfig",
+    "OodConfig",
     "Params",
+    "SplitConfig",
     "TrainConfig",
+    "as_dict",
     "from_mapping",
     "load_params",
     "parse_params",
+    "replace",
+    "split_counts",
 ]
 
-
-class ConfigError(ValueError):
-    """A params file that cannot be used; the message names the file and the dotted key."""
-
-
-def _c(default: Any = dataclasses.MISSING, **checks: Any) -> Any:
-    """A required field with range checks (gt, ge, lt, le, min_len) kept as metadata."""
-    return field(default=default, metadata=checks)
+PARAMS_FILE = "params.yaml"  # the default; every error names the file the user gave instead
+TUTORIAL_POINTS = 36
 
 
-@dataclass(frozen=True)
-class NoiseConfig:
-    xy: float = _c(ge=0)  # std of Gaussian noise added to stored coordinates
-    label: float = _c(ge=0)  # std of Gaussian noise added to labels
+def _widen(value: Any) -> Any:
+    """An int where a float goes (`r_max: 20`) is that float; beyond float range it is ±inf, refused as such."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
 
 
-@dataclass(frozen=True)
-class SplitConfig:
-    train: float = _c(gt=0, lt=1)
-    val: float = _c(gt=0, lt=1)
-    test: float = _c(gt=0, lt=1)
+def _fits_64_bits(value: Any) -> Any:
+    # YAML ints are unbounded; numpy, torch and float() are not. Checked before any range, so a
+    # 400-digit integer is reported by its size, not printed.
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise PydanticCustomError(
+            "int_64", "must fit in 64 bits, got an integer of {bits} bits", {"bits": value.bit_length()}
+        )
+    return value
 
-    def check(self, key: str) -> None:
+
+Real = Annotated[float, BeforeValidator(_widen)]
+Int = Annotated[int, BeforeValidator(_fits_64_bits)]
+
+
+def _rule(key: str, msg: str) -> PydanticCustomError:
+    """A rule across fields, broken at `key` (relative to its section); `{at}` in `msg` is the section prefix."""
+    return PydanticCustomError("rule", "{key} {msg}", {"key": key, "msg": msg})
+
+
+class _Section(BaseModel):
+    """A params section: frozen, unknown keys refused, types as YAML gives them (no coercion), no NaN or Inf."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Fields by position too, in declaration order (`ModelConfig((64,), "relu")`)."""
+        if len(args) > len(type(self).model_fields):
+            raise TypeError(f"{type(self).__name__} takes {len(type(self).model_fields)} fields, got {len(args)}")
+        super().__init__(**dict(zip(type(self).model_fields, args, strict=False)), **kwargs)
+
+
+class NoiseConfig(_Section):
+    xy: Real = Field(ge=0)  # std of Gaussian noise added to stored coordinates
+    label: Real = Field(ge=0)  # std of Gaussian noise added to labels
+
+
+class SplitConfig(_Section):
+    train: Real = Field(gt=0, lt=1)
+    val: Real = Field(gt=0, lt=1)
+    test: Real = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-9:
-            raise _err(key, f"fractions must sum to 1, got {total:g}")
+            raise _rule("", f"fractions must sum to 1, got {total:g}")
+        return self
 
 
-@dataclass(frozen=True)
-class OodConfig:
-    n: int = _c(gt=0)  # points in the out-of-domain ring
-    width: float = _c(gt=0)  # ring spans [R, R * (1 + width)], R the training radius
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    seed: int = _c(ge=0)
-    source: Literal["disk", "annulus", "circle", "tutorial"] = _c()
-    # Rows before splitting (ignored by `tutorial`: it has 36). At most 10⁹: every stage holds its
-    # split in memory (10⁷ rows peak at 812 MiB in training, bench/growth.py; 10⁹ is ~12 GB of
-    # float32 on disk alone), so a typo of extra zeros fails here instead of running out of memory.
-    n: int = _c(gt=0, le=10**9)
-    r_min: float = _c(ge=0)  # annulus inner radius
-    r_max: float = _c(gt=0)  # disk / annulus outer radius
-    radius: float = _c(gt=0)  # circle radius
-    noise: NoiseConfig = _c()
-    split: SplitConfig = _c()
-    ood: OodConfig = _c()
-
-    def check(self, key: str) -> None:
-        if self.source == "annulus" and not self.r_min < self.r_max:
-            raise _err(f"{key}.r_min", f"must be < {key}.r_max ({self.r_max:g}), got {self.r_min:g}")
-        if self.source == "tutorial":  # no held-out split: see circlefit.data.generate
-            return
-        for name, count in split_counts(self.n, self.split).items():
-            if count < 1:
-                raise _err(f"{key}.split.{name}", f"leaves {count} rows of {self.n}; raise {key}.n or the fraction")
-
-
-TUTORIAL_POINTS = 36
+class OodConfig(_Section):
+    n: Int = Field(gt=0)  # points in the out-of-domain ring
+    width: Real = Field(gt=0)  # ring spans [R, R * (1 + width)], R the training radius
 
 
 def split_counts(rows: int, split: SplitConfig) -> dict[str, int]:
@@ -94,113 +116,121 @@ def split_counts(rows: int, split: SplitConfig) -> dict[str, int]:
     return {"train": n_train, "val": n_val, "test": rows - n_train - n_val}
 
 
-@dataclass(frozen=True)
-class NormalizeConfig:
-    min_std: float = _c(gt=0)  # a std at or below this × max(1, |mean|) is an error, never divided by
+class DataConfig(_Section):
+    seed: Int = Field(ge=0)
+    source: Literal["disk", "annulus", "circle", "tutorial"]
+    # Rows before splitting (ignored by `tutorial`: it has 36). At most 10⁹: every stage holds its
+    # split in memory (peak memory per row: BENCHMARKS.md, bench/growth.py), so a typo of extra
+    # zeros fails here instead of running out of memory.
+    n: Int = Field(gt=0, le=10**9)
+    r_min: Real = Field(ge=0)  # annulus inner radius
+    r_max: Real = Field(gt=0)  # disk / annulus outer radius
+    radius: Real = Field(gt=0)  # circle radius
+    noise: NoiseConfig
+    split: SplitConfig
+    ood: OodConfig
+
+    @model_validator(mode="after")
+    def _rows_and_radii(self) -> DataConfig:
+        if self.source == "annulus" and not self.r_min < self.r_max:
+            raise _rule("r_min", f"must be < {{at}}r_max ({self.r_max:g}), got {self.r_min:g}")
+        if self.source == "tutorial":  # no held-out split: see circlefit.data.generate
+            return self
+        for name, count in split_counts(self.n, self.split).items():
+            if count < 1:
+                raise _rule(f"split.{name}", f"leaves {count} rows of {self.n}; raise {{at}}n or the fraction")
+        return self
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    hidden: tuple[int, ...] = _c(min_len=1, gt=0)
-    activation: Literal["relu", "gelu", "silu", "tanh"] = _c()
+class NormalizeConfig(_Section):
+    min_std: Real = Field(gt=0)  # a std at or below this × max(1, |mean|) is an error, never divided by
 
 
-@dataclass(frozen=True)
-class EarlyStoppingConfig:
-    patience: int = _c(ge=0)  # evaluations without improvement before stopping; 0 = off
-    min_delta: float = _c(ge=0, lt=1)  # relative improvement of val loss that counts
+class ModelConfig(_Section):
+    # strict=False for the list only: YAML gives a list where the tuple goes; its items stay strict ints.
+    hidden: tuple[Annotated[Int, Field(gt=0)], ...] = Field(min_length=1, strict=False)
+    activation: Literal["relu", "gelu", "silu", "tanh"]
 
 
-@dataclass(frozen=True)
-class DistributedConfig:
-    enabled: bool = _c()  # run the train stage as torchrun ranks (DDP); see circlefit.launch
-    nproc_per_node: int = _c(gt=0)  # ranks on this machine; each trains on its shard of the train split
-    backend: Literal["auto", "gloo", "nccl"] = _c()  # auto: nccl on CUDA, gloo on CPU
+class EarlyStoppingConfig(_Section):
+    patience: Int = Field(ge=0)  # evaluations without improvement before stopping; 0 = off
+    min_delta: Real = Field(ge=0, lt=1)  # relative improvement of val loss that counts
 
 
-@dataclass(frozen=True)
-class LstsqConfig:
+class DistributedConfig(_Section):
+    enabled: bool  # run the train stage as torchrun ranks (DDP); see circlefit.launch
+    nproc_per_node: Int = Field(gt=0)  # ranks on this machine; each trains on its shard of the train split
+    backend: Literal["auto", "gloo", "nccl"]  # auto: nccl on CUDA, gloo on CPU
+
+
+class LstsqConfig(_Section):
     """train.method lstsq (circlefit.lstsq): hinges placed from the data, output layer by least squares."""
 
-    directions: tuple[int, ...] = _c(min_len=1, gt=0, le=4096)  # candidate layouts; the validation loss picks one
-    margin: float = _c(ge=0, lt=1)  # knots reach this fraction of the data's range past it on each side
-    smoothness: float = _c(ge=0)  # penalty on curvature changes between neighbouring edge knots (relative)
-    edge: float = _c(ge=0, lt=0.5)  # knots past the data or within this fraction of its range from the ends
-    ridge: float = _c(gt=0, lt=1)  # damping of every output weight (relative)
+    # Candidate layouts (evenly spaced hinge directions); the lowest validation loss picks one.
+    directions: tuple[Annotated[Int, Field(gt=0, le=4096)], ...] = Field(min_length=1, strict=False)
+    margin: Real = Field(ge=0, lt=1)  # knots reach this fraction of the data's range past it on each side
+    smoothness: Real = Field(ge=0)  # penalty on curvature changes between neighbouring edge knots (relative)
+    edge: Real = Field(ge=0, lt=0.5)  # knots past the data or within this fraction of its range from the ends
+    ridge: Real = Field(gt=0, lt=1)  # damping of every output weight (relative)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    method: Literal["lstsq", "gradient"] = _c()  # gradient: PyTorch's init, `optimizer`, then L-BFGS
-    lstsq: LstsqConfig = _c()
-    device: Literal["auto", "cpu", "cuda"] = _c()
-    precision: Literal["fp32", "tf32", "bf16"] = _c()
-    cuda_graph: Literal["auto", "always", "never"] = _c()  # capture the full-batch step (circlefit.fast_step)
-    threads: int = _c(gt=0)
-    seed: int = _c(ge=0)
-    optimizer: Literal["adam", "adamw", "radam", "sgd"] = _c()
-    lr: float = _c(gt=0)
-    weight_decay: float = _c(ge=0)
-    schedule: Literal["constant", "cosine", "onecycle"] = _c()
-    epochs: int = _c(ge=0)
-    batch_size: int = _c(ge=0)  # 0 = full batch
-    lbfgs_steps: int = _c(ge=0)  # full-batch L-BFGS refinement after the first phase
-    eval_every: int = _c(gt=0)  # epochs between validation checks (and loss-curve rows)
-    early_stopping: EarlyStoppingConfig = _c()
-    distributed: DistributedConfig = _c()
+class TrainConfig(_Section):
+    method: Literal["lstsq", "gradient"]  # gradient: PyTorch's init, `optimizer`, then L-BFGS
+    lstsq: LstsqConfig
+    device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["fp32", "tf32", "bf16"]
+    cuda_graph: Literal["auto", "always", "never"]  # capture the full-batch step (circlefit.fast_step)
+    threads: Int = Field(gt=0)
+    seed: Int = Field(ge=0)
+    optimizer: Literal["adam", "adamw", "radam", "sgd"]
+    lr: Real = Field(gt=0)
+    weight_decay: Real = Field(ge=0)
+    schedule: Literal["constant", "cosine", "onecycle"]
+    epochs: Int = Field(ge=0)
+    batch_size: Int = Field(ge=0)  # 0 = full batch
+    lbfgs_steps: Int = Field(ge=0)  # full-batch L-BFGS refinement after the first phase
+    eval_every: Int = Field(gt=0)  # epochs between validation checks (and loss-curve rows)
+    early_stopping: EarlyStoppingConfig
+    distributed: DistributedConfig
 
-    def check(self, key: str) -> None:
+    @model_validator(mode="after")
+    def _trains_something(self) -> TrainConfig:
         if self.method == "gradient" and self.epochs + self.lbfgs_steps == 0:
-            raise _err(f"{key}.epochs", "and train.lbfgs_steps are both 0: nothing would be trained")
+            raise _rule("epochs", "and {at}lbfgs_steps are both 0: nothing would be trained")
         if self.distributed.backend == "nccl" and self.device == "cpu":
-            raise _err(
-                f"{key}.distributed.backend", "is nccl, which needs CUDA, but train.device is cpu; use gloo or auto"
-            )
+            raise _rule("distributed.backend", "is nccl, which needs CUDA, but {at}device is cpu; use gloo or auto")
+        return self
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    bands: int = _c(gt=0)  # radius bands for error-by-radius
-    plot_points: int = _c(gt=0)  # rows written to the predicted-vs-true plot
-    batch_size: int = _c(gt=0)
+class EvaluateConfig(_Section):
+    bands: Int = Field(gt=0)  # radius bands for error-by-radius
+    plot_points: Int = Field(gt=0)  # rows written to the predicted-vs-true plot
+    batch_size: Int = Field(gt=0)
 
 
-@dataclass(frozen=True)
-class ExportConfig:
-    opset: int = _c(ge=13, le=23)
-    probes: int = _c(gt=0)  # probe vectors shipped for consumers' tests
-    parity_random: int = _c(gt=0)  # random points in the parity check
-    parity_large_batch: int = _c(gt=0)
-    rtol: float = _c(gt=0)  # parity tolerance, relative to the output's scale
-    seed: int = _c(ge=0)  # draws the random parity points
+class ExportConfig(_Section):
+    opset: Int = Field(ge=13, le=23)
+    probes: Int = Field(gt=0)  # probe vectors shipped for consumers' tests
+    parity_random: Int = Field(gt=0)  # random points in the parity check
+    parity_large_batch: Int = Field(gt=0)
+    rtol: Real = Field(gt=0)  # parity tolerance, relative to the output's scale
+    seed: Int = Field(ge=0)  # draws the random parity points
 
 
-@dataclass(frozen=True)
-class Params:
-    data: DataConfig = _c()
-    normalize: NormalizeConfig = _c()
-    model: ModelConfig = _c()
-    train: TrainConfig = _c()
-    evaluate: EvaluateConfig = _c()
-    export: ExportConfig = _c()
+class Params(_Section):
+    data: DataConfig
+    normalize: NormalizeConfig
+    model: ModelConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    export: ExportConfig
 
 
-_FILE = "params.yaml"
-_T = TypeVar("_T")
-
-
-class _KeyError(Exception):
-    def __init__(self, key: str, msg: str) -> None:
-        super().__init__(key, msg)
-        self.key, self.msg = key, msg
-
-
-def _err(key: str, msg: str) -> _KeyError:
-    return _KeyError(key, msg)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def load_params(path: str | Path) -> Params:
-    """Read, parse (as DVC does) and validate a params file."""
+    """Read, parse (as DVC does) and validate a params file; errors name `path` as given."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -211,153 +241,115 @@ def load_params(path: str | Path) -> Params:
     return parse_params(text, str(path))
 
 
-def parse_yaml(text: str, source: str) -> Any:
-    """Parse YAML with the loader DVC uses, so stages see what `dvc params show` shows."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        return YAML(typ="safe").load(text)
-    except MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        # A quoted scalar or flow list left open is reported where the parser gives up (often the
-        # next key); the key it belongs to is where it started.
-        started = (e.context or "").startswith(("while scanning a", "while parsing a flow"))
-        at = e.context_mark if started and e.context_mark else mark
-        key = _key_at(text, at.line) if at else ""
-        where = f" at {key}{where}" if key else where
-        problem = (e.problem or e.context or "malformed YAML").strip()
-        raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
-    except YAMLError as e:
-        raise ConfigError(f"{source}: malformed YAML: {e}") from None
-    except ValueError as e:  # e.g. an integer literal over Python's 4300-digit conversion limit
-        raise ConfigError(f"{source}: unreadable YAML value: {e}") from None
-
-
-_KEY_LINE = re.compile(r"^([ \t]*)([^\s#'\"\[{&*!|>%@`-][^:#]*?)[ \t]*:(?:[ \t]+(.*))?$")
-
-
-def _key_at(text: str, line: int) -> str:
-    """The dotted key of block-style YAML `text` at 0-based `line` (by indentation), for error messages."""
-    parents: list[tuple[int, str]] = []
-    key = ""
-    for i, raw in enumerate(text.splitlines()[: line + 1]):
-        m = _KEY_LINE.match(raw)
-        if m is None:
-            continue
-        indent, name, value = len(m.group(1)), m.group(2).strip(), (m.group(3) or "").strip()
-        while parents and parents[-1][0] >= indent:
-            parents.pop()
-        if i == line:
-            key = name
-        elif not value or value.startswith("#"):  # `section:` opens a mapping
-            parents.append((indent, name))
-    return ".".join([p for _, p in parents] + ([key] if key else []))
-
-
-def parse_params(text: str, source: str = _FILE) -> Params:
-    raw = parse_yaml(text, source)
+def parse_params(text: str, source: str = PARAMS_FILE) -> Params:
+    raw = yaml12.load(text, source)
     if raw is None or raw == {}:
-        raise ConfigError(f"{source}: file is empty; expected the sections {_names(Params)}")
+        raise ConfigError(f"{source}: file is empty; expected the sections {', '.join(Params.model_fields)}")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: top level must be a mapping, got {type(raw).__name__}")
     return from_mapping(Params, raw, source)
 
 
-def from_mapping(cls: type[_T], raw: Any, source: str = _FILE, prefix: str = "") -> _T:
-    """Build dataclass `cls` from a parsed mapping, naming `source` and the key on error."""
+def from_mapping(cls: type[_M], raw: Any, source: str = PARAMS_FILE, prefix: str = "") -> _M:
+    """Validate a parsed mapping as model `cls` (found at dotted `prefix`), naming `source` and the key on error."""
     try:
-        return _build(cls, raw, prefix)
-    except _KeyError as e:
-        raise ConfigError(f"{source}: {e.key} {e.msg}") from None
+        return cls.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{source}: {_message(e, cls, prefix)}") from None
 
 
-def _names(cls: type) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
+def replace(cfg: _M, **changes: Any) -> _M:
+    """A copy of config object `cfg` with `changes`, validated like a params file (dataclasses.replace, checked)."""
+    return from_mapping(type(cfg), {**dict(cfg), **changes}, f"replace({type(cfg).__name__})")
 
 
-def _build(cls: Any, raw: Any, prefix: str) -> Any:
-    where = prefix or "(top level)"
-    if not isinstance(raw, dict):
-        raise _err(where, f"must be a mapping, got {_show(raw)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields:
-            raise _err(_join(prefix, str(key)), f"is not a known key (expected one of: {_names(cls)})")
-    values = {}
-    for name, f in fields.items():
-        key = _join(prefix, name)
-        if name not in raw:
-            raise _err(key, "is missing")
-        values[name] = _coerce(hints[name], raw[name], key, dict(f.metadata))
-    obj = cls(**values)
-    check = getattr(obj, "check", None)
-    if check is not None:
-        check(prefix)
+def as_dict(obj: Any) -> Any:
+    """A plain, JSON-able view of a config object (tuples become lists), keys in declaration order."""
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, tuple):
+        return [as_dict(v) for v in obj]
     return obj
 
 
-def _coerce(tp: Any, value: Any, key: str, checks: dict[str, Any]) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices or isinstance(value, bool):
-            raise _err(key, f"must be one of {', '.join(map(str, choices))}; got {_show(value)}")
-        return value
-    if origin is tuple:
-        (item_tp, _) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise _err(key, f"must be a list, got {_show(value)}")
-        if len(value) < checks.get("min_len", 0):
-            raise _err(key, f"must have at least {checks['min_len']} item(s), got {_show(value)}")
-        item_checks = {k: v for k, v in checks.items() if k != "min_len"}
-        return tuple(_coerce(item_tp, v, f"{key}[{i}]", item_checks) for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _err(key, f"must be true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _err(key, f"must be an integer, got {_show(value)}")
-        if not -(2**63) <= value < 2**63:  # YAML ints are unbounded; numpy, torch and float() are not
-            raise _err(key, f"must fit in 64 bits, got an integer of {value.bit_length()} bits")
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _err(key, f"must be a number, got {_show(value)}")
-        try:
-            value = float(value)
-        except OverflowError:  # a YAML int beyond the float range
-            value = math.inf if value > 0 else -math.inf
-        if not math.isfinite(value):
-            raise _err(key, f"must be finite, got {value}")
-    elif tp is str:
-        if not isinstance(value, str):
-            raise _err(key, f"must be a string, got {_show(value)}")
-        return value
-    else:  # pragma: no cover - a field type this loader was not taught
-        raise TypeError(f"unsupported config type {tp!r} for {key}")
-    _check_range(value, key, checks)
-    return value
+# --- the one formatter: pydantic's errors in the project's shape ------------------------------
+
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+_WANTED = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "model_type": "must be a mapping",
+    "dict_type": "must be a mapping",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+}
 
 
-_OPS = {"gt": (">", float.__gt__), "ge": (">=", float.__ge__), "lt": ("<", float.__lt__), "le": ("<=", float.__le__)}
+def _message(e: ValidationError, root: type[BaseModel], prefix: str) -> str:
+    """`<dotted key> <what is wrong>, got <value>` for the first error (an unknown key first: it explains the rest)."""
+    errors = e.errors(include_url=False)
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
+    kind, loc, ctx, value = err["type"], tuple(err["loc"]), err.get("ctx", {}), err["input"]
+    if kind == "rule":
+        at = _dotted(prefix, loc)
+        loc += tuple(part for part in ctx["key"].split(".") if part)
+        return f"{_dotted(prefix, loc) or '(top level)'} {ctx['msg'].format(at=f'{at}.' if at else '')}"
+    return f"{_dotted(prefix, loc) or '(top level)'} {_problem(err, kind, ctx, value, root, loc)}"
 
 
-def _check_range(value: float, key: str, checks: dict[str, Any]) -> None:
-    for name, bound in checks.items():
-        if name in _OPS:
-            sym, op = _OPS[name]
-            if not op(float(value), float(bound)):
-                raise _err(key, f"must be {sym} {_num(bound)}, got {_num(value)}")
+def _problem(
+    err: ErrorDetails, kind: str, ctx: dict[str, Any], value: Any, root: type[BaseModel], loc: tuple[Any, ...]
+) -> str:
+    if kind == "missing":
+        return "is missing"
+    if kind == "extra_forbidden":
+        section = _section_at(root, loc[:-1])
+        known = f" (expected one of: {', '.join(section.model_fields)})" if section else ""
+        return f"is not a known key{known}"
+    if kind in _BOUNDS:
+        bound, sym = _BOUNDS[kind]
+        return f"must be {sym} {_num(ctx[bound])}, got {_num(value)}"
+    if kind == "finite_number":
+        return f"must be finite, got {value}"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}; got {_show(value)}"
+    if kind == "too_short":
+        return f"must have at least {ctx['min_length']} item(s), got {_show(value)}"
+    if kind == "int_64":
+        return err["msg"]
+    wanted = _WANTED.get(kind) or err["msg"][:1].lower() + err["msg"][1:]
+    return f"{wanted}, got {_show(value)}"
 
 
-def _num(v: float) -> str:
+def _section_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class found at `loc` under `root` (for the known keys beside an unknown one)."""
+    cls = root
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        sub = field.annotation if field is not None else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        cls = sub
+    return cls
+
+
+def _dotted(prefix: str, loc: tuple[Any, ...]) -> str:
+    key = prefix
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) and key else (f".{part}" if key else str(part))
+    return key
+
+
+def _num(v: Any) -> str:
     """Integers in full (10**12 stays 1000000000000), floats short."""
-    return str(v) if isinstance(v, int) else f"{v:g}"
+    return str(v) if isinstance(v, int) else f"{v:g}" if isinstance(v, float) else _show(v)
 
 
 def _show(value: Any) -> str:
@@ -365,19 +357,6 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, str):
         return f"the string {value!r}"
-    if isinstance(value, (dict, list)):
+    if isinstance(value, (dict, list, tuple)):
         return f"a {type(value).__name__} ({value!r})"[:120]
     return f"{type(value).__name__} {value!r}"
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def as_dict(obj: Any) -> Any:
-    """A plain, JSON-able view of a config object (tuples become lists)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple):
-        return [as_dict(v) for v in obj]
-    return obj

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from circlefit.config import TUTORIAL_POINTS, DataConfig, split_counts
-from circlefit.io import DataError
+from circlefit.errors import DataError
 
 __all__ = ["SPLITS", "Dataset", "generate", "labels_of", "load_tutorial", "summarize"]
 

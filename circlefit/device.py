@@ -6,6 +6,9 @@ import os
 
 import torch
 
+from circlefit.config import PARAMS_FILE
+from circlefit.errors import DeviceError
+
 __all__ = ["CUBLAS_WORKSPACE", "DeviceError", "configure", "resolve_device"]
 
 # cuBLAS is only run-to-run deterministic with a fixed workspace; the variable is read when
@@ -13,11 +16,7 @@ __all__ = ["CUBLAS_WORKSPACE", "DeviceError", "configure", "resolve_device"]
 CUBLAS_WORKSPACE = ":4096:8"
 
 
-class DeviceError(RuntimeError):
-    """The requested device cannot be used here."""
-
-
-def resolve_device(requested: str, source: str = "params.yaml") -> torch.device:
+def resolve_device(requested: str, source: str = PARAMS_FILE) -> torch.device:
     """`auto` → CUDA if available else CPU; `cuda` without a GPU is an error, never a fallback."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -25,11 +25,22 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-from circlefit.config import DistributedConfig
-from circlefit.device import DeviceError
-from circlefit.launch import DistributedError, under_torchrun
+from circlefit.config import PARAMS_FILE, DistributedConfig
+from circlefit.errors import DeviceError, DistributedError
+from circlefit.launch import under_torchrun
 
-__all__ = ["SINGLE", "Dist", "OutOfSync", "shard", "shard_bounds", "shard_size", "start", "stop", "threads_per_rank"]
+__all__ = [
+    "SINGLE",
+    "Dist",
+    "OutOfSync",
+    "from_env",
+    "shard",
+    "shard_bounds",
+    "shard_size",
+    "start",
+    "stop",
+    "threads_per_rank",
+]
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +146,7 @@ def shard(rows: np.ndarray, dist: Dist) -> np.ndarray:
     return np.require(np.asarray(rows[start:stop]), requirements=["C", "W"])  # copies a read-only map's block
 
 
-def from_env(cfg: DistributedConfig, source: str = "params.yaml") -> Dist | None:
+def from_env(cfg: DistributedConfig, source: str = PARAMS_FILE) -> Dist | None:
     """This process's place from torchrun's environment; None when torchrun did not start it."""
     if not under_torchrun():
         return None
@@ -158,7 +169,7 @@ def threads_per_rank(threads: int, ranks_here: int) -> int:
     return max(1, threads // ranks_here)
 
 
-def start(cfg: DistributedConfig, device: torch.device, source: str = "params.yaml") -> tuple[Dist, torch.device]:
+def start(cfg: DistributedConfig, device: torch.device, source: str = PARAMS_FILE) -> tuple[Dist, torch.device]:
     """Under torchrun, join the process group: this rank's place and device; else (SINGLE, device).
 
     On CUDA, local rank i uses the i-th visible GPU. Ranks other than 0 log warnings and

@@ -19,26 +19,27 @@ import torch
 from google.protobuf.message import Message
 
 import circlefit
-from circlefit.config import ConfigError, Params, as_dict
-from circlefit.io import DataError, atomic_file, dumps_json
+from circlefit.config import PARAMS_FILE, Params, as_dict
+from circlefit.errors import ConfigError, DataError
+from circlefit.io import atomic_file, dumps_json
 from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
-from circlefit.parity import ParityError, Runner, Tolerance, check_parity, parity_inputs, runners
+from circlefit.parity import Runner, Tolerance, check_parity, parity_inputs, runners
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.reference import Weights
 from circlefit.reference import predict as reference_predict
-from circlefit.sidecar import probe_inputs, probes_json, sidecar_json
+from circlefit.sidecar import ParityRecord, ProbesRef, Provenance, build_sidecar, probe_inputs, probes_json
 
 __all__ = [
     "HASHED_SECTIONS",
     "MODEL_VERSION",
     "Bundle",
-    "ParityError",
     "annotate",
     "check_stats",
     "export_bundle",
     "export_onnx",
     "params_digest",
+    "provenance",
     "reference_outputs",
     "strip_metadata",
     "write_verified",
@@ -81,7 +82,7 @@ def _quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml", fold: bool = True) -> onnx.ModelProto:
+def export_onnx(model: CircleModel, opset: int, source: str = PARAMS_FILE, fold: bool = True) -> onnx.ModelProto:
     """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside.
 
     The normalizer is folded into the first and last layers (`circlefit.model.fold_normalizer`):
@@ -120,8 +121,25 @@ def export_onnx(model: CircleModel, opset: int, source: str = "params.yaml", fol
 
 def params_digest(params: Params) -> tuple[str, str]:
     """(sha256, canonical JSON) of the params sections that determine the exported file."""
-    text = dumps_json({name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS})
+    text = dumps_json(_hashed_params(params))
     return sha256_hex(text.encode()), text
+
+
+def _hashed_params(params: Params) -> dict[str, Any]:
+    return {name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS}
+
+
+def provenance(stats: Stats, params: Params, train_radius: float, metrics: dict[str, Any]) -> Provenance:
+    """What the file is made from, built once; `annotate` and the sidecar both take it."""
+    hashed = _hashed_params(params)
+    return Provenance(
+        normalization=stats.to_json(),
+        train_radius=float(train_radius),
+        params=hashed,
+        params_sha256=sha256_hex(dumps_json(hashed).encode()),
+        exporter=f"torch {torch.__version__}, onnx {onnx.__version__}",
+        metrics=metrics,
+    )
 
 
 def check_stats(model: CircleModel, stats: Stats, weights: str, stats_file: str) -> None:
@@ -140,9 +158,9 @@ def check_stats(model: CircleModel, stats: Stats, weights: str, stats_file: str)
             )
 
 
-def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius: float) -> dict[str, str]:
+def annotate(proto: onnx.ModelProto, prov: Provenance) -> dict[str, str]:
     """Set doc_string, producer, model_version and circlefit.* metadata_props; returns the props."""
-    digest, params_json = params_digest(params)
+    train_radius = prov.train_radius
     proto.producer_name = "circlefit"
     proto.producer_version = circlefit.__version__
     proto.domain = "circlefit"
@@ -154,11 +172,11 @@ def annotate(proto: onnx.ModelProto, stats: Stats, params: Params, train_radius:
         f"Trained on radius <= {train_radius:g}; outside it the error grows."
     )
     props = {
-        "circlefit.normalization": dumps_json(stats.to_json()).strip(),
-        "circlefit.params_sha256": digest,
-        "circlefit.params": params_json.strip(),
-        "circlefit.train_radius": repr(float(train_radius)),
-        "circlefit.exporter": f"torch {torch.__version__}, onnx {onnx.__version__}",
+        "circlefit.normalization": dumps_json(prov.normalization).strip(),
+        "circlefit.params_sha256": prov.params_sha256,
+        "circlefit.params": dumps_json(prov.params).strip(),
+        "circlefit.train_radius": repr(train_radius),
+        "circlefit.exporter": prov.exporter,
     }
     del proto.metadata_props[:]
     for key, value in props.items():
@@ -204,7 +222,7 @@ def write_verified(
     sets: dict[str, np.ndarray],
     tol: Tolerance,
     out: Bundle,
-    extra: dict[str, Any],
+    prov: Provenance | None,
 ) -> dict[str, Any]:
     """Serialize, check and parity-test the file as written, then rename model, sidecar and probes into place.
 
@@ -222,15 +240,15 @@ def write_verified(
         onnx_tmp.write_bytes(data)
         onnx.checker.check_model(str(onnx_tmp), full_check=True)
         runtimes = {"pytorch": (torch.__version__, _torch_runner(model)), **runners(onnx_tmp)}
-        parity = check_parity(runtimes, sets, expected, tol)
+        parity = ParityRecord(check_parity(runtimes, sets, expected, tol), {name: len(xy) for name, xy in sets.items()})
         probes = dumps_json(probes_json(sets["probes"], expected["probes"], tol, sha256_hex(data)))
         probes_tmp.write_text(probes, encoding="utf-8")
-        probes_ref = {
-            "file": Path(os.path.relpath(out.probes, out.model.parent)).as_posix(),  # relative: no checkout path
-            "count": len(sets["probes"]),
-            "sha256": sha256_hex(probes.encode()),
-        }
-        sidecar = dumps_json(sidecar_json(proto, data, {**extra, "parity": parity, "probes": probes_ref}))
+        probes_ref = ProbesRef(
+            file=Path(os.path.relpath(out.probes, out.model.parent)).as_posix(),  # relative: no checkout path
+            count=len(sets["probes"]),
+            sha256=sha256_hex(probes.encode()),
+        )
+        sidecar = dumps_json(build_sidecar(proto, data, prov, parity, probes_ref))
         side_tmp.write_text(sidecar, encoding="utf-8")
     return json.loads(sidecar)  # exactly what the file holds
 
@@ -243,21 +261,18 @@ def export_bundle(
     train_radius: float,
     metrics: dict[str, Any],
     out: Bundle,
+    source: str = PARAMS_FILE,
 ) -> dict[str, Any]:
-    """Export, annotate and verify `model`; write model, sidecar and probes. Returns the sidecar."""
+    """Export, annotate and verify `model`; write model, sidecar and probes. Returns the sidecar.
+
+    `source` is the params file as the user named it, for errors about its values.
+    """
     cfg = params.export
-    proto = export_onnx(model, cfg.opset)
-    props = annotate(proto, stats, params, train_radius)
+    proto = export_onnx(model, cfg.opset, source)
+    prov = provenance(stats, params, train_radius, metrics)
+    annotate(proto, prov)
     rng = np.random.default_rng(cfg.seed)
     sets = parity_inputs(splits, train_radius, cfg.parity_random, cfg.parity_large_batch, rng)
     sets["probes"] = probe_inputs(sets, train_radius, cfg.probes)
-    extra = {
-        "normalization": stats.to_json(),
-        "train_radius": float(train_radius),
-        "params_sha256": props["circlefit.params_sha256"],
-        "params": {name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS},
-        "exporter": props["circlefit.exporter"],
-        "metrics": metrics,
-    }
     tol = Tolerance(cfg.rtol, stats.mean[2], stats.std[2])
-    return write_verified(proto, model, sets, tol, out, extra)
+    return write_verified(proto, model, sets, tol, out, prov)

@@ -22,8 +22,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from circlefit.config import TrainConfig
-from circlefit.device import DeviceError
+from circlefit.config import PARAMS_FILE, TrainConfig
+from circlefit.errors import DeviceError
 
 __all__ = ["GRAPH_OPTIMIZERS", "FastStep", "StepMode", "choose_mode", "flatten_params", "schedule_table"]
 
@@ -59,7 +59,7 @@ def choose_mode(
     cfg: TrainConfig,
     device: torch.device,
     full_batch: bool,
-    source: str = "params.yaml",
+    source: str = PARAMS_FILE,
     override: StepMode | None = None,
     distributed: bool = False,
 ) -> StepMode:

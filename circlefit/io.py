@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from circlefit.errors import DataError
+
 __all__ = [
     "DataError",
     "atomic_dir",
     "atomic_file",
+    "dumps_json",
     "json_bool",
     "json_number",
     "load_array",
@@ -28,10 +31,6 @@ __all__ = [
     "temp_glob",
     "write_json",
 ]
-
-
-class DataError(ValueError):
-    """An input file that is missing, truncated or malformed; the message names the file."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -93,8 +92,9 @@ def sweep_stale(path: str | Path) -> list[Path]:
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a path to write; on success it replaces `path` in one rename.
 
-    The temp file lives in its own temp directory *under the final name*, because some
-    writers (torch.save's zip) embed the file name in the bytes.
+    The temp file lives in its own temp directory *under the final name*, so a writer that
+    records the name it writes to (zip-based formats name their root folder after the file)
+    still produces the bytes it would at the final path: hashes in dvc.lock stay put.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+from circlefit.errors import DistributedError
 from circlefit.io import atomic_file
 
 __all__ = ["DistributedError", "run_ranks", "torchrun_command", "under_torchrun"]
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 
 # torchrun reads any of its options from PET_<OPTION>; these mean the user set up a rendezvous.
 RENDEZVOUS_ENV = ("PET_NNODES", "PET_NODE_RANK", "PET_RDZV_BACKEND", "PET_RDZV_ENDPOINT", "PET_MASTER_ADDR")
-
-
-class DistributedError(RuntimeError):
-    """Distributed training could not run or did not finish on every rank; nothing was written."""
 
 
 def under_torchrun() -> bool:

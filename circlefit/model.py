@@ -85,7 +85,7 @@ def fold_normalizer(model: CircleModel) -> MLP:
     W₀' = W₀ / σ_xy, b₀' = b₀ − W₀ (μ_xy / σ_xy) and W_L' = σ_y W_L, b_L' = σ_y b_L + μ_y (computed
     in float64, stored as float32). Only the affine first and last layers change, so it holds for
     every activation. This is what is exported: in onnxruntime the four [N, 2] / [N, 1] elementwise
-    ops took about a third of each 1 024-row call (bench/export_variants.py: 1.5–1.6× folded).
+    ops are a sizeable share of each chunked call (measured: BENCHMARKS.md, "Export variants").
     Outputs differ from `model`'s by float32 rounding; the export's parity check bounds that.
     """
     folded = copy.deepcopy(model.net).to("cpu").eval()

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from circlefit.io import DataError
+from circlefit.errors import DataError
 
 __all__ = ["EPS_POLICY", "Stats", "fit_stats", "stats_from_json"]
 

@@ -19,16 +19,13 @@ import onnx
 import onnxruntime as ort
 from onnx.reference import ReferenceEvaluator
 
+from circlefit.errors import ParityError
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, load_session
 
 __all__ = ["ParityError", "Runner", "Tolerance", "check_parity", "parity_inputs", "runners"]
 
 log = logging.getLogger(__name__)
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-class ParityError(RuntimeError):
-    """An exported model whose outputs differ from the reference beyond tolerance; names the worst input."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,6 @@ def check_parity(
     record: dict[str, Any] = {
         "reference": "the stored float32 weights evaluated in float64 (circlefit.reference)",
         "tolerance": tol.to_json(),
-        "sets": {name: len(xy) for name, xy in sets.items()},
         "runtimes": {},
     }
     worst: tuple[float, ParityError] | None = None

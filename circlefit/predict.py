@@ -13,6 +13,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from circlefit.errors import PredictError
+
 __all__ = [
     "CHUNK_ROWS",
     "INPUT_NAME",
@@ -30,19 +32,15 @@ __all__ = [
 INPUT_NAME = "xy"  # float32 [batch, 2]: raw coordinates
 OUTPUT_NAME = "x2_plus_y2"  # float32 [batch, 1]: raw prediction of x² + y²
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-# Rows per onnxruntime call. One call over 1M rows writes a [1M, 256] hidden layer (1 GB) to
-# memory and reads it back; 1 024 rows keep it (1 MiB) in a core's L2 cache. Measured with
-# bench/inference.py (1 thread, default model): 1M rows 2.1 M samples/s in one call, 7.0 M/s here.
+# Rows per onnxruntime call. One call over a large batch writes its whole [rows, width] hidden
+# layer to memory and reads it back; 1 024 rows × 256 float32 (1 MiB) stay in a core's L2 cache.
+# The measured gain over one call: BENCHMARKS.md ("Inference", bench/inference.py).
 CHUNK_ROWS = 1024
 _ORT_ERRORS = tuple(
     getattr(_ort_state, n)
     for n in ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented", "EPFail")
     if hasattr(_ort_state, n)
 )
-
-
-class PredictError(ValueError):
-    """A model file or an input that cannot be used; the message is one line naming what is wrong."""
 
 
 def sidecar_path(model: str | Path) -> Path:

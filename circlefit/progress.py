@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+__all__ = ["Progress"]
+
 
 class Progress:
     def __init__(self, total_epochs: int, stream: TextIO = sys.stderr) -> None:

@@ -1,6 +1,6 @@
 """Review report: one markdown summary of a change, built from DVC's params/metrics/plots diffs.
 
-`python -m circlefit.report BASE [HEAD] [-o report.md]` compares two git revisions (HEAD
+`circlefit report BASE [HEAD] [-o report.md]` (or `python -m circlefit.report …`) compares two git revisions (HEAD
 omitted: BASE against the workspace, as `dvc metrics diff BASE` does). The builders below are
 pure functions of the `--json` outputs of `dvc params diff`, `dvc metrics diff` and
 `dvc plots diff`; only `collect` and `main` run DVC. No torch here: this runs in CI jobs.
@@ -19,13 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circlefit.errors import ReportError
 from circlefit.io import atomic_file
 
 __all__ = [
+    "DESCRIPTION",
     "KEY_METRICS",
     "Diffs",
     "PlotChange",
     "ReportError",
+    "add_arguments",
     "collect",
     "main",
     "metrics_section",
@@ -34,16 +37,13 @@ __all__ = [
     "plots_section",
     "relative_change",
     "render",
+    "run",
 ]
 
 log = logging.getLogger(__name__)
 WORKSPACE = "workspace"
 KEY_METRICS = ("test.rmse", "ood.rmse", "tutorial.rmse", "best_val_loss")  # shown first when changed
 Diff = Mapping[str, Mapping[str, Mapping[str, Any]]]  # {file: {dotted key: {old, new, diff}}}
-
-
-class ReportError(RuntimeError):
-    """DVC could not produce a diff; the message carries DVC's own error line."""
 
 
 @dataclass(frozen=True)
@@ -206,16 +206,21 @@ def collect(repo: Path, base: str, head: str | None, plots_dir: Path | None, lin
     return Diffs(base, head or WORKSPACE, params, deps, metrics, plots, html)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="circlefit report", description="Markdown summary of a change, for review.")
+DESCRIPTION = "Markdown summary of a change, for review."
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The report's options, shared by `circlefit report` and `python -m circlefit.report`."""
     ap.add_argument("base", help="git revision to compare from (e.g. main, HEAD~1)")
     ap.add_argument("head", nargs="?", help="git revision to compare to (default: the workspace)")
     ap.add_argument("-o", "--output", type=Path, help="markdown file to write (default: stdout)")
     ap.add_argument("--plots-dir", type=Path, help="where `dvc plots diff` writes its HTML (default: next to -o)")
     ap.add_argument("--no-plots-html", action="store_true", help="do not render the plots page")
     ap.add_argument("--repo", type=Path, default=Path.cwd(), help="project root (default: current directory)")
-    args = ap.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Collect the diffs, render and write the report; DVC failures raise ReportError."""
     out_dir = args.output.parent if args.output else Path.cwd()
     plots_dir = None
     if not args.no_plots_html:
@@ -223,9 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         plots_dir = args.plots_dir or out_dir / f"{stem}_plots"
     try:
         text = render(collect(args.repo, args.base, args.head, plots_dir, out_dir))
-    except (ReportError, json.JSONDecodeError) as e:
-        print(f"circlefit report: error: {e}", file=sys.stderr)
-        return 1
+    except json.JSONDecodeError as e:
+        raise ReportError(f"DVC printed JSON that cannot be read: {e}") from None
     if args.output is None:
         sys.stdout.write(text)
         return 0
@@ -233,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(text, encoding="utf-8")
     log.info("wrote %s", args.output)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m circlefit.report`: the same as `circlefit report`."""
+    from circlefit.cli import main as cli_main
+
+    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,17 @@ import onnx
 from circlefit.parity import Tolerance
 from circlefit.predict import sha256_hex
 
-__all__ = ["PROBES_FORMAT", "SIDECAR_FORMAT", "describe_io", "probe_inputs", "probes_json", "sidecar_json"]
+__all__ = [
+    "PROBES_FORMAT",
+    "SIDECAR_FORMAT",
+    "ParityRecord",
+    "ProbesRef",
+    "Provenance",
+    "build_sidecar",
+    "describe_io",
+    "probe_inputs",
+    "probes_json",
+]
 
 SIDECAR_FORMAT = "circlefit-onnx-sidecar/1"
 PROBES_FORMAT = "circlefit-probes/1"
@@ -70,8 +82,63 @@ def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha2
     }
 
 
-def sidecar_json(proto: onnx.ModelProto, model_bytes: bytes, extra: dict[str, Any]) -> dict[str, Any]:
-    """Everything a consumer needs without an ONNX parser; deterministic (no times, no absolute paths)."""
+@dataclass(frozen=True)
+class Provenance:
+    """What the model was made from, built once per export: the sidecar and the ONNX metadata both show it."""
+
+    normalization: Mapping[str, Any]  # circlefit.normalize.Stats.to_json()
+    train_radius: float
+    params: Mapping[str, Any]  # the params sections that determine the file (circlefit.export.HASHED_SECTIONS)
+    params_sha256: str  # of dumps_json(params)
+    exporter: str
+    metrics: Mapping[str, Any]  # the evaluate stage's metrics, copied
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "normalization": self.normalization,
+            "train_radius": self.train_radius,
+            "params_sha256": self.params_sha256,
+            "params": self.params,
+            "exporter": self.exporter,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class ParityRecord:
+    """What the parity gate found (circlefit.parity.check_parity's summary) and the size of each input set."""
+
+    summary: Mapping[str, Any]
+    sets: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.summary, "sets": dict(self.sets)}
+
+
+@dataclass(frozen=True)
+class ProbesRef:
+    """Where the probe vectors are, relative to the sidecar (no checkout path), and their hash."""
+
+    file: str
+    count: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "count": self.count, "sha256": self.sha256}
+
+
+def build_sidecar(
+    proto: onnx.ModelProto,
+    model_bytes: bytes,
+    provenance: Provenance | None,
+    parity: ParityRecord,
+    probes: ProbesRef,
+) -> dict[str, Any]:
+    """model.json, the one place it is assembled: everything a consumer needs without an ONNX parser.
+
+    Deterministic: no times, no absolute paths. `provenance` None leaves its keys out (tests of
+    the write path alone).
+    """
     opset = {o.domain: o.version for o in proto.opset_import}.get("")
     return {
         "format": SIDECAR_FORMAT,
@@ -85,5 +152,7 @@ def sidecar_json(proto: onnx.ModelProto, model_bytes: bytes, extra: dict[str, An
             "doc_string": proto.doc_string,
         },
         **describe_io(proto),
-        **extra,
+        **(provenance.to_json() if provenance is not None else {}),
+        "parity": parity.to_json(),
+        "probes": probes.to_json(),
     }

@@ -17,6 +17,7 @@ from torch import nn
 from circlefit import lstsq
 from circlefit.config import ModelConfig, TrainConfig
 from circlefit.distributed import SINGLE, Dist
+from circlefit.errors import TrainingDiverged
 from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
@@ -26,15 +27,11 @@ __all__ = ["TrainResult", "TrainingDiverged", "train", "train_gradient", "train_
 
 log = logging.getLogger(__name__)
 CurveRow = dict[str, Any]
-# Validation rows per forward pass: at n = 10⁷ the 1M-row validation split through a 256-wide
-# layer is a 1 GB hidden tensor (twice, with its activation); in chunks it stays at ~64 MB. At or
-# below this many rows (the default 8192-row data) the loss is one forward, so its value and
-# dvc.lock do not change.
+# Validation rows per forward pass: one pass over a large validation split holds its whole
+# [rows, width] hidden tensor (twice, with its activation; rows × width × 4 bytes), chunks hold
+# only this many rows' worth. Measured memory at scale: BENCHMARKS.md ("Growth"). At or below
+# this many rows (the default data) the loss is one forward, so its value and dvc.lock do not change.
 EVAL_ROWS = 65536
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became non-finite; the message names the step and the learning rate."""
 
 
 @dataclass

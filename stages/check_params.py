@@ -10,13 +10,13 @@ error, before it deletes any other stage's outputs. `train.device: cuda` is chec
 
 import argparse
 
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.stage import run_stage
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     args = ap.parse_args()
     params = load_params(args.params)
     if params.train.device == "cuda":

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from circlefit.checkpoint import load_weights
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.evaluate import evaluate, plot_rows
 from circlefit.io import atomic_file, json_bool, json_number, load_array, read_json, write_json
 from circlefit.normalize import stats_from_json
@@ -24,7 +24,7 @@ def _write_csv(path: str, rows: list[dict[str, float]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--model", required=True)

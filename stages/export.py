@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from circlefit.checkpoint import load_model
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.export import Bundle, check_stats, export_bundle
 from circlefit.io import json_number, load_array, read_json
 from circlefit.normalize import stats_from_json
@@ -15,7 +15,7 @@ from circlefit.stage import run_stage
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--model", required=True, help="weights written by the train stage")
@@ -35,7 +35,7 @@ def main() -> None:
     check_stats(model, stats, args.model, args.stats)
     radius = json_number(read_json(data / "manifest.json"), "train_radius", data / "manifest.json")
     bundle = Bundle(model=Path(args.onnx), probes=Path(args.probes))
-    export_bundle(model, stats, params, splits, radius, read_json(args.metrics), bundle)
+    export_bundle(model, stats, params, splits, radius, read_json(args.metrics), bundle, args.params)
 
 
 if __name__ == "__main__":

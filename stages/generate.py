@@ -2,7 +2,7 @@
 
 import argparse
 
-from circlefit.config import as_dict, load_params
+from circlefit.config import PARAMS_FILE, as_dict, load_params
 from circlefit.data import generate, load_tutorial, summarize
 from circlefit.io import atomic_dir, dumps_json, save_array
 from circlefit.stage import run_stage
@@ -10,7 +10,7 @@ from circlefit.stage import run_stage
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--tutorial", required=True, help="CSV with the tutorial's 36 points (x,y)")
     ap.add_argument("--out", required=True, help="output directory")
     args = ap.parse_args()

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.io import load_array, write_json
 from circlefit.normalize import fit_stats
 from circlefit.stage import run_stage
@@ -11,7 +11,7 @@ from circlefit.stage import run_stage
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--out", required=True, help="stats JSON")
     args = ap.parse_args()

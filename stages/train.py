@@ -11,7 +11,7 @@ from pathlib import Path
 
 from circlefit import distributed
 from circlefit.checkpoint import save_model
-from circlefit.config import load_params
+from circlefit.config import PARAMS_FILE, load_params
 from circlefit.device import configure, resolve_device
 from circlefit.io import atomic_file, load_array, read_json, write_json
 from circlefit.launch import run_ranks, under_torchrun
@@ -36,7 +36,7 @@ def write_outputs(args: argparse.Namespace, result: TrainResult) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=PARAMS_FILE)
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--stats", required=True, help="stats JSON written by the normalize stage")
     ap.add_argument("--model", required=True, help="output weights (.safetensors)")

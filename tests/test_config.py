@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
+from circlefit import yaml12
 from circlefit.config import ConfigError, Params, as_dict, load_params, parse_params
 
 from conftest import REPO, dvc, git, repo_params
@@ -328,7 +332,7 @@ def test_repo_params_load_and_are_frozen() -> None:
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
     assert as_dict(params) == repo_params()
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         params.train.lr = 1.0  # type: ignore[misc]
 
 
@@ -406,6 +410,91 @@ def test_stage_view_equals_dvc_params(project, small_params) -> None:
         assert ours[key] == value and (type(ours[key]) is type(value) or widened), (key, ours[key], value)
     assert theirs["train.lr"] == 0.001 and theirs["data.n"] == 64 and theirs["data.seed"] == 15
     assert theirs["train.seed"] == 31 and theirs["train.epochs"] == 10
+
+
+# Scalars where YAML 1.1 (PyYAML's own loaders) and YAML 1.2 (DVC's ruamel.yaml) part ways, and
+# YAML 1.2's own corners: circlefit.yaml12 must read each exactly as `dvc params diff` shows it.
+YAML_CASES = {
+    "exp": "1e-3",
+    "exp_upper": "1E3",
+    "leading_dot": ".5",
+    "plus": "+1.0",
+    "leading_zero": "064",
+    "octal": "0o17",
+    "hex": "0x1F",
+    "underscore": "1_0",
+    "word_no": "no",
+    "word_off": "off",
+    "word_yes": "yes",
+    "word_on": "on",
+    "word_true": "true",
+    "tilde": "~",
+    "null_word": "null",
+    "nan": ".nan",
+    "inf": ".inf",
+    "minus_inf": "-.inf",
+    "sexagesimal": "1:30",
+    "quoted_exp": "'1e-3'",
+}
+
+
+def _same(ours: Any, theirs: Any) -> bool:
+    if isinstance(ours, float) and math.isnan(ours):
+        return isinstance(theirs, float) and math.isnan(theirs)
+    return type(ours) is type(theirs) and ours == theirs
+
+
+def test_yaml12_reads_every_scalar_as_dvc_shows_it(project, small_params) -> None:
+    repo = project()
+    text = render(base=small_params) + "traps:\n" + "".join(f"  {k}: {v}\n" for k, v in YAML_CASES.items())
+    (repo / "params.yaml").write_text(text)
+    git(repo, "commit", "-qam", "yaml 1.2 scalars")
+    theirs = _dvc_params(repo)
+    ours = yaml12.load(text, "params.yaml")["traps"]
+    assert set(ours) == set(YAML_CASES)
+    wrong = {
+        k: (v, theirs.get(f"traps.{k}", "(not shown)"))
+        for k, v in ours.items()
+        if not _same(v, theirs.get(f"traps.{k}"))
+    }
+    assert not wrong, wrong
+    assert ours["leading_zero"] == 64 and ours["exp"] == 0.001 and ours["word_no"] == "no" and ours["tilde"] is None
+
+
+# More scalars, against ruamel.yaml itself (what DVC calls): fast, no DVC process.
+RUAMEL_CASES = [
+    *YAML_CASES.values(), "1e400", "-1_000", "0b101", "-0x1f", "0xFF_FF", "010", "0", "-0", "+5", "0.", "1.",
+    "-.5", "+.5", ".5e-3", "1.5e+3", "12e3", "8,192", "8.192e3", "TRUE", "True", "y", "n", "Null", "", ".NaN",
+    "+.inf", "nan", "inf", "1__0", "0_1", "_1", "<<", "=", "2024-01-01", "2001-12-14 21:59:43.10 -5",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scalar", RUAMEL_CASES)
+def test_yaml12_matches_ruamel_yaml(scalar: str) -> None:
+    text = f"k: {scalar}\n"
+    try:
+        theirs: Any = YAML(typ="safe").load(text)["k"]
+    except Exception:  # ruamel refuses it (`=`): so must we
+        with pytest.raises(ConfigError):
+            yaml12.load(text, "t.yaml")
+        return
+    ours = yaml12.load(text, "t.yaml")["k"]
+    assert _same(ours, theirs), (ours, theirs)
+
+
+@pytest.mark.parametrize("text", ["2024-01-01", "2001-12-14t21:59:43.10-05:00"])
+def test_a_timestamp_looking_value_is_a_date_to_dvc_and_to_us(project, small_params, text: str) -> None:
+    # YAML 1.2 as ruamel.yaml reads it keeps the timestamp type: DVC then refuses the whole file
+    # ("Unsupported value of type 'date'"); we read the same type, and the schema names the key.
+    repo = project()
+    (repo / "params.yaml").write_text(render({"data.source": Raw(text)}, small_params))
+    git(repo, "commit", "-qam", "a date")
+    proc = dvc(repo, "params", "diff", "--all", "--json", check=False)
+    assert "data.source" not in proc.stdout and "Unsupported value of type 'date" in proc.stdout + proc.stderr
+    value = yaml12.load(text, "t.yaml")
+    assert isinstance(value, datetime.date), value
+    with pytest.raises(ConfigError, match=r"params.yaml: data.source must be one of .*; got (date|datetime) "):
+        load_params(repo / "params.yaml")
 
 
 def test_dvc_and_stage_both_read_no_as_a_string(project, small_params) -> None:

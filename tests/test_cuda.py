@@ -5,13 +5,13 @@ Every test here needs an NVIDIA GPU and is skipped without one (`pytest -m cuda`
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 
 import pytest
 import torch
 
+from circlefit import config
 from circlefit.config import ModelConfig, TrainConfig, from_mapping, parse_params
 from circlefit.data import generate, load_tutorial
 from circlefit.device import CUBLAS_WORKSPACE, DeviceError, configure
@@ -36,7 +36,7 @@ def _cfg(**over: object) -> TrainConfig:
 
 
 def _data(n: int):
-    ds = generate(dataclasses.replace(PARAMS.data, n=n), load_tutorial(REPO / "data/tutorial36.csv"))
+    ds = generate(config.replace(PARAMS.data, n=n), load_tutorial(REPO / "data/tutorial36.csv"))
     return ds, fit_stats(ds.train, PARAMS.normalize.min_std)
 
 
@@ -56,7 +56,7 @@ def default_runs():
     """The default params on CUDA: eager loop, graph, graph again (one run each, shared)."""
     configure(CUDA, PARAMS.train.threads, PARAMS.train.precision)
     ds, stats = _data(PARAMS.data.n)
-    cfg = dataclasses.replace(PARAMS.train, device="cuda")
+    cfg = config.replace(PARAMS.train, device="cuda")
     runs = {
         name: train(cfg, PARAMS.model, stats, ds.train, ds.val, CUDA, step_mode=mode)
         for name, mode in (("eager", "eager"), ("graph", "graph"), ("graph2", "graph"))

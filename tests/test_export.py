@@ -21,16 +21,16 @@ from circlefit.config import ConfigError
 from circlefit.export import (
     HASHED_SECTIONS,
     Bundle,
-    ParityError,
     annotate,
     check_stats,
     export_onnx,
     params_digest,
+    provenance,
     strip_metadata,
     write_verified,
 )
 from circlefit.io import DataError
-from circlefit.parity import Tolerance, parity_inputs
+from circlefit.parity import ParityError, Tolerance, parity_inputs
 from circlefit.predict import CHUNK_ROWS, INPUT_NAME, PredictError, load_session, predict, run
 
 from conftest import REPO
@@ -46,7 +46,7 @@ def tiny() -> Tiny:
 def proto(tiny: Tiny) -> onnx.ModelProto:
     """One annotated export; tests that change it take a copy."""
     proto = export_onnx(tiny.model, 18)
-    annotate(proto, tiny.stats, tiny.params, tiny.ds.train_radius)
+    annotate(proto, provenance(tiny.stats, tiny.params, tiny.ds.train_radius, {}))
     return proto
 
 
@@ -216,7 +216,7 @@ def test_tampered_weight_fails_parity_names_worst_input_and_leaves_nothing(
     sets = _small_sets(tiny)
     tol = Tolerance(1e-5, tiny.stats.mean[2], tiny.stats.std[2])
     with pytest.raises(ParityError) as info:
-        write_verified(proto, model, sets, tol, bundle, {})
+        write_verified(proto, model, sets, tol, bundle, None)
     assert list(out.iterdir()) == []  # no model, sidecar, probes or temp directory left
     assert "no model was written" in str(info.value) and "\n" not in str(info.value)
 
@@ -239,7 +239,7 @@ def test_untampered_write_verified_passes(tiny: Tiny, proto: onnx.ModelProto, tm
     """The control for the tamper test: same sets, same tolerance, no change → the bundle is written."""
     bundle = Bundle(model=tmp_path / "model.onnx", probes=tmp_path / "probes.json")
     tol = Tolerance(1e-5, tiny.stats.mean[2], tiny.stats.std[2])
-    sidecar = write_verified(_copy(proto), tiny.model, _small_sets(tiny), tol, bundle, {})
+    sidecar = write_verified(_copy(proto), tiny.model, _small_sets(tiny), tol, bundle, None)
     assert bundle.model.is_file() and bundle.sidecar.is_file() and sidecar["parity"]["runtimes"]
 
 

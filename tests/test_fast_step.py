@@ -6,12 +6,12 @@ buffers, the flat parameter, the device schedule table, the loss window — runs
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import pytest
 import torch
 
+from circlefit import config
 from circlefit.checkpoint import load_model, save_model
 from circlefit.config import ConfigError, ModelConfig, TrainConfig, from_mapping, parse_params
 from circlefit.data import generate, load_tutorial
@@ -38,7 +38,7 @@ def _cfg(**over: object) -> TrainConfig:
 @pytest.fixture(scope="module")
 def small_data():
     p = parse_params((REPO / "params.yaml").read_text())
-    ds = generate(dataclasses.replace(p.data, n=1024), load_tutorial(REPO / "data/tutorial36.csv"))
+    ds = generate(config.replace(p.data, n=1024), load_tutorial(REPO / "data/tutorial36.csv"))
     return ds, fit_stats(ds.train, 1e-6)
 
 
@@ -165,7 +165,8 @@ def test_forced_modes_are_checked():
 def test_cuda_graph_param_is_validated():
     raw = repo_params()
     raw["train"]["cuda_graph"] = "on"
-    with pytest.raises(ConfigError, match=r"^params.yaml: train.cuda_graph must be one of auto, always, never"):
+    want = r"^params.yaml: train.cuda_graph must be one of 'auto', 'always' or 'never'; got the string 'on'$"
+    with pytest.raises(ConfigError, match=want):
         from_mapping(type(parse_params((REPO / "params.yaml").read_text())), raw)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -16,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from circlefit import config
 from circlefit.checkpoint import save_model
 from circlefit.config import DataConfig, ModelConfig, TrainConfig, from_mapping
 from circlefit.data import Dataset, generate, load_tutorial
@@ -237,7 +237,7 @@ def test_same_params_same_weight_bytes(ds: Dataset, stats: Stats, tmp_path: Path
     a, b = run(ds, stats, cfg), run(ds, stats, cfg)
     assert weights_bytes(a.model, tmp_path / "a") == weights_bytes(b.model, tmp_path / "b")
     assert a.curve == b.curve and a.summary == b.summary
-    c = run(ds, stats, dataclasses.replace(cfg, seed=cfg.seed + 1))
+    c = run(ds, stats, config.replace(cfg, seed=cfg.seed + 1))
     assert weights_bytes(c.model, tmp_path / "c") != weights_bytes(a.model, tmp_path / "a")
 
 
@@ -266,7 +266,7 @@ def test_divergence_names_step_and_lr(ds: Dataset, stats: Stats) -> None:
     # (validation of the weights that produced the bad loss may still fail, as it should).
     if step > 1:
         try:
-            run(ds, stats, dataclasses.replace(cfg, epochs=step - 1, eval_every=step - 1))
+            run(ds, stats, config.replace(cfg, epochs=step - 1, eval_every=step - 1))
         except TrainingDiverged as e:
             assert "validation loss" in str(e), str(e)
 
