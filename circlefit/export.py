@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ import torch
 from google.protobuf.message import Message
 
 import circlefit
+from circlefit.card import card_path, model_card
 from circlefit.config import ConfigError, Params, as_dict
-from circlefit.io import DataError, atomic_file, dumps_json
+from circlefit.io import DataError, atomic_dir, atomic_file, dumps_json
 from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
 from circlefit.parity import ParityError, Tolerance, check_parity, parity_inputs
 from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.sidecar import probe_inputs, probes_json, sidecar_json
+from circlefit.zoo import write_test_data_set, zoo_dir
 
 __all__ = [
     "HASHED_SECTIONS",
@@ -168,7 +171,10 @@ def torch_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, 
 
 @dataclass(frozen=True)
 class Bundle:
-    """Where the verified bundle goes; the sidecar always sits beside the model (`model.onnx` → `model.json`)."""
+    """Where the verified bundle goes. Beside the model (`X/model.onnx`) always sit its sidecar
+    (`X/model.json`), the Model Zoo test data set (`X/test_data_set_0/`, circlefit.zoo) and the model
+    card (`X/README.md`, circlefit.card).
+    """
 
     model: Path
     probes: Path
@@ -177,11 +183,22 @@ class Bundle:
     def sidecar(self) -> Path:
         return sidecar_path(self.model)
 
+    @property
+    def test_data_set(self) -> Path:
+        return zoo_dir(self.model)
+
+    @property
+    def card(self) -> Path:
+        return card_path(self.model)
+
     def remove(self) -> None:
-        for path in (self.model, self.sidecar, self.probes):
+        for path in (self.model, self.sidecar, self.probes, self.test_data_set, self.card):
             if path.exists():
                 log.info("removing %s from an earlier run", path)
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
 
 
 def write_verified(
@@ -192,19 +209,22 @@ def write_verified(
     out: Bundle,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """Serialize, check and parity-test the file as written, then rename model, sidecar and probes into place.
+    """Serialize, check and parity-test the file as written, then rename model, sidecar, probes, the Zoo
+    test data set and the card into place.
 
-    The three files are written to temp directories beside their final names and renamed (model
+    They are written to temp directories beside their final names and renamed (model
     last) only after `onnx.checker` and parity pass; on any failure none of them exists afterwards,
     including files from an earlier run.
     """
     out.remove()
     data = proto.SerializeToString(deterministic=True)
     expected = torch_outputs(model, sets)
-    with contextlib.ExitStack() as stack:  # exits in reverse: probes, sidecar, then the model
+    with contextlib.ExitStack() as stack:  # exits in reverse: card, test data set, probes, sidecar, then the model
         onnx_tmp, side_tmp, probes_tmp = (
             stack.enter_context(atomic_file(p)) for p in (out.model, out.sidecar, out.probes)
         )
+        zoo_tmp = stack.enter_context(atomic_dir(out.test_data_set))
+        card_tmp = stack.enter_context(atomic_file(out.card))
         onnx_tmp.write_bytes(data)
         onnx.checker.check_model(str(onnx_tmp), full_check=True)
         parity = check_parity(onnx_tmp, sets, expected, tol)
@@ -218,6 +238,9 @@ def write_verified(
         }
         sidecar = dumps_json(sidecar_json(proto, data, {**extra, "parity": parity, "probes": probes_ref}))
         side_tmp.write_text(sidecar, encoding="utf-8")
+        # Both from the documents as written, so they cannot disagree with the files beside them.
+        write_test_data_set(zoo_tmp, proto, json.loads(probes))
+        card_tmp.write_text(model_card(json.loads(sidecar), json.loads(probes), out.model.name), encoding="utf-8")
     return json.loads(sidecar)  # exactly what the file holds
 
 
