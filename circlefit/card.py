@@ -166,7 +166,7 @@ def _usage(model_file: str, inp: str, out: str) -> list[str]:
         "",
         "```python",
         "import numpy as np, tract",
-        f'runnable = tract.onnx().model_for_path("{model_file}").into_optimized().into_runnable()',
+        f'runnable = tract.onnx().load("{model_file}").into_model().into_runnable()',
         "print(runnable.run([np.array([[3.0, 4.0]], np.float32)])[0].to_numpy())",
         "```",
         "",
