@@ -151,7 +151,7 @@ def _usage(model_file: str, inp: str, out: str) -> list[str]:
         "to an absolute URL and `ort.env.wasm.numThreads = 1` without COOP/COEP headers, then as in Node.",
         "",
         "**C, onnxruntime C API** (`examples/c/`): `make -C examples/c` and "
-        f"`examples/c/check_probes {model_file} probes.json`; exits non-zero beyond tolerance.",
+        f"`examples/c/build/check_probes {model_file} probes.json`; exits non-zero beyond tolerance.",
         "",
         "**OpenVINO** (pass f32: on CPUs with AVX512_BF16 OpenVINO computes in bf16 by default)",
         "",
