@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ import torch
 from google.protobuf.message import Message
 
 import circlefit
+from circlefit.card import card_path, model_card
 from circlefit.config import PARAMS_FILE, Params, as_dict
 from circlefit.errors import ConfigError, DataError
-from circlefit.io import atomic_file, dumps_json
+from circlefit.io import atomic_dir, atomic_file, dumps_json
 from circlefit.model import CircleModel, fold_normalizer
 from circlefit.normalize import Stats
 from circlefit.parity import Runner, Tolerance, check_parity, parity_inputs, runners
@@ -29,6 +31,7 @@ from circlefit.predict import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.reference import Weights
 from circlefit.reference import predict as reference_predict
 from circlefit.sidecar import ParityRecord, ProbesRef, Provenance, build_sidecar, probe_inputs, probes_json
+from circlefit.zoo import write_test_data_set, zoo_dir
 
 __all__ = [
     "HASHED_SECTIONS",
@@ -200,7 +203,10 @@ def _torch_runner(model: CircleModel) -> Runner:
 
 @dataclass(frozen=True)
 class Bundle:
-    """Where the verified bundle goes; the sidecar always sits beside the model (`model.onnx` → `model.json`)."""
+    """Where the verified bundle goes. Beside the model (`X/model.onnx`) always sit its sidecar
+    (`X/model.json`), the Model Zoo test data set (`X/test_data_set_0/`, circlefit.zoo) and the model
+    card (`X/README.md`, circlefit.card).
+    """
 
     model: Path
     probes: Path
@@ -209,11 +215,22 @@ class Bundle:
     def sidecar(self) -> Path:
         return sidecar_path(self.model)
 
+    @property
+    def test_data_set(self) -> Path:
+        return zoo_dir(self.model)
+
+    @property
+    def card(self) -> Path:
+        return card_path(self.model)
+
     def remove(self) -> None:
-        for path in (self.model, self.sidecar, self.probes):
+        for path in (self.model, self.sidecar, self.probes, self.test_data_set, self.card):
             if path.exists():
                 log.info("removing %s from an earlier run", path)
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
 
 
 def write_verified(
@@ -224,19 +241,22 @@ def write_verified(
     out: Bundle,
     prov: Provenance | None,
 ) -> dict[str, Any]:
-    """Serialize, check and parity-test the file as written, then rename model, sidecar and probes into place.
+    """Serialize, check and parity-test the file as written, then rename model, sidecar, probes, the Zoo
+    test data set and the card into place.
 
-    The three files are written to temp directories beside their final names and renamed (model
+    They are written to temp directories beside their final names and renamed (model
     last) only after `onnx.checker` and parity pass; on any failure none of them exists afterwards,
     including files from an earlier run.
     """
     out.remove()
     data = proto.SerializeToString(deterministic=True)
     expected = reference_outputs(model, sets)
-    with contextlib.ExitStack() as stack:  # exits in reverse: probes, sidecar, then the model
+    with contextlib.ExitStack() as stack:  # exits in reverse: card, test data set, probes, sidecar, then the model
         onnx_tmp, side_tmp, probes_tmp = (
             stack.enter_context(atomic_file(p)) for p in (out.model, out.sidecar, out.probes)
         )
+        zoo_tmp = stack.enter_context(atomic_dir(out.test_data_set))
+        card_tmp = stack.enter_context(atomic_file(out.card))
         onnx_tmp.write_bytes(data)
         onnx.checker.check_model(str(onnx_tmp), full_check=True)
         runtimes = {"pytorch": (torch.__version__, _torch_runner(model)), **runners(onnx_tmp)}
@@ -250,6 +270,9 @@ def write_verified(
         )
         sidecar = dumps_json(build_sidecar(proto, data, prov, parity, probes_ref))
         side_tmp.write_text(sidecar, encoding="utf-8")
+        # Both from the documents as written, so they cannot disagree with the files beside them.
+        write_test_data_set(zoo_tmp, proto, json.loads(probes))
+        card_tmp.write_text(model_card(json.loads(sidecar), json.loads(probes), out.model.name), encoding="utf-8")
     return json.loads(sidecar)  # exactly what the file holds
 
 

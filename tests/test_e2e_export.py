@@ -17,7 +17,14 @@ from circlefit.predict import load_session, predict
 from conftest import BIN, dump_yaml, dvc, git, run
 
 pytestmark = pytest.mark.slow
-OUTS = ("data/export/model.onnx", "data/export/model.json", "data/export/probes.json")
+OUTS = (
+    "data/export/model.onnx",
+    "data/export/model.json",
+    "data/export/probes.json",
+    "data/export/README.md",  # the model card
+    "data/export/test_data_set_0/input_0.pb",  # the ONNX Model Zoo layout
+    "data/export/test_data_set_0/output_0.pb",
+)
 INPUTS = ("data/generated", "data/stats.json", "data/model/weights.safetensors", "data/eval/metrics.json")
 
 
@@ -30,7 +37,7 @@ def test_repro_through_export_then_copy_elsewhere_then_fail_cleanly(project, tmp
     repo = project()
     dvc(repo, "repro")
     assert json.loads(dvc(repo, "status", "--json").stdout) == {}
-    model, sidecar_path, probes_path = (repo / p for p in OUTS)
+    model, sidecar_path, probes_path = (repo / p for p in OUTS[:3])
     sidecar = json.loads(sidecar_path.read_text())
     assert sidecar["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert sidecar["metrics"] == json.loads((repo / "data/eval/metrics.json").read_text())

@@ -64,7 +64,13 @@ def exported(tiny: Tiny, tmp_path_factory: pytest.TempPathFactory) -> tuple[Bund
 def test_bundle_files_sidecar_and_metadata(tiny: Tiny, exported: tuple[Bundle, dict]) -> None:
     bundle, sidecar = exported
     data = bundle.model.read_bytes()
-    assert sorted(p.name for p in bundle.model.parent.iterdir()) == ["model.json", "model.onnx", "probes.json"]
+    assert sorted(p.name for p in bundle.model.parent.iterdir()) == [
+        "README.md",
+        "model.json",
+        "model.onnx",
+        "probes.json",
+        "test_data_set_0",
+    ]
     assert json.loads(bundle.sidecar.read_text()) == sidecar
     assert sidecar["model"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert sidecar["model"]["bytes"] == len(data)
@@ -211,13 +217,15 @@ def test_tampered_weight_fails_parity_names_worst_input_and_leaves_nothing(
     out = tmp_path / "out"
     bundle = Bundle(model=out / "model.onnx", probes=out / "probes.json")
     out.mkdir()
-    for stale in (bundle.model, bundle.sidecar, bundle.probes):  # an earlier run's files must not survive either
+    for stale in (bundle.model, bundle.sidecar, bundle.probes, bundle.card):  # an earlier run's must not survive
         stale.write_text("stale")
+    bundle.test_data_set.mkdir()
+    (bundle.test_data_set / "input_0.pb").write_text("stale")
     sets = _small_sets(tiny)
     tol = Tolerance(1e-5, tiny.stats.mean[2], tiny.stats.std[2])
     with pytest.raises(ParityError) as info:
         write_verified(proto, model, sets, tol, bundle, None)
-    assert list(out.iterdir()) == []  # no model, sidecar, probes or temp directory left
+    assert list(out.iterdir()) == []  # no model, sidecar, probes, test data set, card or temp directory left
     assert "no model was written" in str(info.value) and "\n" not in str(info.value)
 
     # The error names the input with the largest |diff| / tolerance, recomputed here independently.
