@@ -20,23 +20,28 @@ from circlefit.reference import Weights
 if TYPE_CHECKING:
     from circlefit.model import CircleModel
 
-__all__ = ["load_model", "load_weights", "save_model"]
+__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
 
 _FORMAT = "circlefit-weights/2"
 _META_KEY = "circlefit"
 _BUFFERS = {"xy_mean": (2,), "xy_std": (2,), "label_mean": (1,), "label_std": (1,)}
 
 
-def save_model(model: CircleModel, path: str | Path) -> None:
-    """Write weights + buffers; the architecture rides along in the header metadata."""
-    import torch
-    from safetensors.torch import save_file
+def save_weights(weights: Weights, path: str | Path) -> None:
+    """Write weights + buffers (numpy, no torch); the architecture rides along in the header metadata."""
+    from safetensors.numpy import save_file
 
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    hidden = [int(w.shape[0]) for w, _ in weights.layers[:-1]]
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.to_state().items()}
     # ONE metadata key: safetensors stores metadata in a Rust HashMap whose iteration order is
     # random per call, so two keys would make the file's bytes (and its DVC hash) vary run to run.
-    header = {"format": _FORMAT, "model": {"hidden": list(model.cfg.hidden), "activation": model.cfg.activation}}
+    header = {"format": _FORMAT, "model": {"hidden": hidden, "activation": weights.activation}}
     save_file(tensors, str(path), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
+
+
+def save_model(model: CircleModel, path: str | Path) -> None:
+    """A torch CircleModel through `save_weights`: the same bytes as its numpy arrays."""
+    save_weights(Weights.of(model), path)
 
 
 def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -25,16 +25,31 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from circlefit import reference
+from circlefit.errors import TrainingDiverged
 from circlefit.exact import Reduce, fsum_rows, gram, sum_squares
+from circlefit.normalize import Stats
 from circlefit.reference import Weights
 
-__all__ = ["Candidate", "Fit", "Layout", "LstsqSettings", "cholesky_solve", "fit", "layout", "solve_output"]
+__all__ = [
+    "Candidate",
+    "Fit",
+    "Layout",
+    "LstsqSettings",
+    "Run",
+    "cholesky_solve",
+    "fit",
+    "layout",
+    "run",
+    "solve_output",
+]
 
 log = logging.getLogger(__name__)
 _BLOCK_ROWS = 1 << 15  # rows of hidden features held at once while the normal equations accumulate
@@ -239,3 +254,65 @@ def fit(
         cands.append(cand)
     best = min(range(len(cands)), key=lambda i: (not math.isfinite(cands[i].val_loss), cands[i].val_loss, i))
     return Fit(fits[best], tuple(cands), best)
+
+
+@dataclass
+class Run:
+    """A finished lstsq training: the weights, one curve row per candidate layout, a deterministic summary."""
+
+    weights: Weights
+    curve: list[dict[str, Any]]
+    summary: dict[str, Any]
+    wall_s: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def base_weights(stats: Stats, activation: str) -> Weights:
+    """No layers yet; the normalizer as the model stores it (float32)."""
+    f32 = np.float32
+    return Weights(
+        (), activation, np.asarray(stats.mean[:2], f32), np.asarray(stats.std[:2], f32),
+        np.asarray(stats.mean[2:], f32), np.asarray(stats.std[2:], f32),
+    )  # fmt: skip
+
+
+def run(
+    s: LstsqSettings,
+    hidden: tuple[int, ...],
+    activation: str,
+    stats: Stats,
+    train: np.ndarray,
+    val: np.ndarray,
+    threads: int,
+    reduce: Reduce = _local,
+) -> Run:
+    """Train by least squares on the CPU in float64: the same bytes on every machine, thread and rank count."""
+    t0 = time.perf_counter()
+    base = base_weights(stats, activation)
+    result = fit(base, hidden, train, val, s, reduce)
+    weights = Weights(result.layers, activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
+    curve = [
+        {"step": i, "phase": "lstsq", "directions": c.directions, "train_loss": c.train_loss, "val_loss": c.val_loss}
+        for i, c in enumerate(result.candidates, start=1)
+    ]
+    best = result.candidates[result.best]
+    if not (math.isfinite(best.val_loss) and math.isfinite(best.train_loss)):
+        raise TrainingDiverged(f"least squares gave a non-finite loss ({best}); no model was written")
+    summary = {
+        "method": "lstsq",
+        "device": "cpu",  # the solve runs on the CPU in float64 (README "Training")
+        "threads": threads,
+        "numpy": np.__version__,
+        "steps": len(curve),
+        "best_step": result.best + 1,
+        "directions": best.directions,
+        "best_val_loss": best.val_loss,
+        "final_train_loss": best.train_loss,
+        "final_val_loss": best.val_loss,
+        "train_rows": int(reduce(np.array([len(train)], dtype=np.int64), "sum")[0]),
+        "parameters": sum(w.size + b.size for w, b in weights.layers),
+    }
+    wall = time.perf_counter() - t0
+    log.info("least squares: %d layouts on %d rows in %.2f s; best val loss %.3g",
+             len(curve), summary["train_rows"], wall, best.val_loss)  # fmt: skip
+    return Run(weights, curve, summary, wall, {"wall_s": wall})

@@ -21,7 +21,6 @@ from circlefit.errors import TrainingDiverged
 from circlefit.fast_step import FastStep, StepMode, choose_mode
 from circlefit.model import CircleModel, build_model
 from circlefit.normalize import Stats
-from circlefit.reference import Weights
 
 __all__ = ["TrainResult", "TrainingDiverged", "train", "train_gradient", "train_lstsq"]
 
@@ -132,15 +131,6 @@ def train(
     return train_gradient(tcfg, mcfg, stats, train_rows, val_rows, device, on_eval, step_mode, dist)
 
 
-def _base_weights(mcfg: ModelConfig, stats: Stats) -> Weights:
-    """No layers yet, the normalizer as the model stores it (float32)."""
-    f32 = np.float32
-    return Weights(
-        (), mcfg.activation, np.asarray(stats.mean[:2], f32), np.asarray(stats.std[:2], f32),
-        np.asarray(stats.mean[2:], f32), np.asarray(stats.std[2:], f32),
-    )  # fmt: skip
-
-
 def train_lstsq(
     tcfg: TrainConfig,
     mcfg: ModelConfig,
@@ -151,49 +141,16 @@ def train_lstsq(
     on_eval: Callable[[CurveRow], None] | None = None,
     dist: Dist = SINGLE,
 ) -> TrainResult:
-    """circlefit.lstsq on the CPU in float64 (whatever `device` is): the same bits on every machine and rank count."""
-    t0 = time.perf_counter()
+    """circlefit.lstsq.run as a CircleModel; on the CPU in float64 whatever `device` is, summed over ranks."""
     s = tcfg.lstsq
     settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
-    base = _base_weights(mcfg, stats)
-    fit = lstsq.fit(base, mcfg.hidden, train_rows, val_rows, settings, dist.reduce_np)
+    done = lstsq.run(settings, mcfg.hidden, mcfg.activation, stats, train_rows, val_rows, tcfg.threads, dist.reduce_np)
     model = CircleModel(mcfg, stats)
-    state = Weights(fit.layers, mcfg.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.to_state().items()}, strict=True)
-    curve: list[CurveRow] = []
-    for i, c in enumerate(fit.candidates, start=1):
-        row: CurveRow = {"step": i, "phase": "lstsq", "directions": c.directions}
-        row.update(train_loss=c.train_loss, val_loss=c.val_loss)
-        curve.append(row)
-        if on_eval is not None:
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in done.weights.to_state().items()}, strict=True)
+    if on_eval is not None:
+        for row in done.curve:
             on_eval(row)
-    best = fit.candidates[fit.best]
-    if not (math.isfinite(best.val_loss) and math.isfinite(best.train_loss)):
-        raise TrainingDiverged(f"least squares gave a non-finite loss ({best}); no model was written")
-    wall = time.perf_counter() - t0
-    summary = {
-        "method": "lstsq",
-        "device": "cpu",  # the solve runs on the CPU in float64 (README "Training")
-        "threads": torch.get_num_threads(),
-        "numpy": np.__version__,
-        "steps": len(curve),
-        "best_step": fit.best + 1,
-        "directions": best.directions,
-        "best_val_loss": best.val_loss,
-        "final_train_loss": best.train_loss,
-        "final_val_loss": best.val_loss,
-        "train_rows": int(dist.reduce_np(np.array([len(train_rows)], dtype=np.int64), "sum")[0]),
-        "parameters": sum(p.numel() for p in model.net.parameters()),
-        **dist.describe(),
-    }
-    log.info(
-        "least squares: %d layouts on %d rows in %.2f s; best val loss %.3g",
-        len(curve),
-        summary["train_rows"],
-        wall,
-        best.val_loss,
-    )
-    return TrainResult(model.eval(), curve, summary, wall, {"wall_s": wall})
+    return TrainResult(model.eval(), done.curve, {**done.summary, **dist.describe()}, done.wall_s, done.timing)
 
 
 class _Run:

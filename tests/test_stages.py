@@ -125,6 +125,16 @@ def test_normalize_names_a_corrupt_input(tmp_path: Path) -> None:
     assert not (repo / "data/stats.json").exists()
 
 
+@pytest.mark.slow
+def test_the_default_train_and_evaluate_import_no_torch(pipeline: Runs) -> None:
+    """lstsq on the CPU and the float64 reference need numpy only (BENCHMARKS.md: the stages' time)."""
+    _, procs = pipeline
+    for name in ("train", "evaluate"):
+        mods = imported_modules(procs[name].stderr)
+        assert "circlefit.config" in mods, "the import log was not captured"
+        assert not {m for m in mods if m.split(".")[0] in ("torch", "onnx", "onnxruntime")}, name
+
+
 def test_stages_without_a_model_never_import_torch(prepared: Runs) -> None:
     _, procs = prepared
     for name in ("check_params", "generate", "normalize"):
@@ -135,9 +145,16 @@ def test_stages_without_a_model_never_import_torch(prepared: Runs) -> None:
 
 @pytest.mark.slow
 def test_dvc_yaml_deps_list_exactly_the_modules_each_stage_imports(pipeline: Runs) -> None:
-    _, procs = pipeline
+    repo, procs = pipeline
+    # The default train (lstsq, numpy only) imports less than the gradient method does; dvc.yaml
+    # lists what either imports, so a change to any of them reruns the stage.
+    gradient = write_params(repo, "gradient.yaml", {"train": {"method": "gradient", "epochs": 10, "lbfgs_steps": 0}})
+    other = ok(stage(repo, "train", importtime=True, params=gradient, model="g/w.safetensors", curve="g/loss.tsv",
+                     summary="g/s.json", timing="g/t.json"))  # fmt: skip
     for name in STAGES:
         mods = imported_modules(procs[name].stderr)
+        if name == "train":
+            mods |= imported_modules(other.stderr)
         assert "circlefit.config" in mods and "circlefit.stage" in mods, (name, sorted(mods))
         used = {f"circlefit/{m.split('.')[1]}.py" for m in mods if m.startswith("circlefit.")}
         deps = DVC_YAML["stages"][name]["deps"]
