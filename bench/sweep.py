@@ -37,6 +37,7 @@ GRID: dict[str, list[Any]] = {
     "train.schedule": ["onecycle", "cosine"],
 }
 FIXED: dict[str, Any] = {
+    "train.method": "gradient",  # the grid sweeps the gradient method's lr and schedule (lstsq has neither)
     "data.n": 2048,
     "data.ood.n": 256,
     "train.epochs": 200,

@@ -225,7 +225,7 @@ def model_card(sidecar: dict[str, Any], probes: dict[str, Any], model_file: str)
         "",
         "## Evaluation",
         "",
-        "Measured by the evaluate stage on PyTorch's outputs (metrics.json):",
+        "Measured by the evaluate stage on the stored weights evaluated in float64 (metrics.json):",
         "",
         "| data | metric | value |",
         "|---|---|---|",

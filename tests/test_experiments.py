@@ -17,7 +17,7 @@ from conftest import BIN, REPO, dvc, env, git
 
 pytestmark = pytest.mark.slow
 
-SWEEP = ["-S", "model.hidden=[16],[16,16]", "-S", "train.lr=0.02"]
+SWEEP = ["-S", "model.hidden=[16],[16,16]", "-S", "train.lstsq.margin=0.04"]
 # Appended to the copy's circlefit/__init__.py: every stage process records which circlefit it
 # imported, so the test can tell the experiment's own copy from the editable install (REPO).
 PROBE = """
@@ -127,7 +127,7 @@ def test_queued_sweep_runs_two_jobs_from_a_fresh_copy(project, tmp_path):
     assert not failed and all(x["state"] == "success" for x in exps), failed or exps
     assert sorted(x["params"]["model"]["hidden"] for x in exps) == [[16], [16, 16]]
     for x in exps:
-        assert x["params"]["train"]["lr"] == 0.02
+        assert x["params"]["train"]["lstsq"]["margin"] == 0.04
         assert math.isfinite(x["metrics"]["data/eval/metrics.json"]["test"]["rmse"])
         assert x["metrics"]["data/train/summary.json"]["threads"] == x["params"]["train"]["threads"]
 
@@ -144,7 +144,7 @@ def test_queued_sweep_runs_two_jobs_from_a_fresh_copy(project, tmp_path):
     # The README's focused table shows the swept params and the key metrics as columns.
     table = dvc(repo, *_readme_exp_show()[1:]).stdout
     header = table.splitlines()[0]
-    for column in ("Experiment", "model.hidden", "train.lr", "test.rmse", "ood.rmse", "best_val_loss"):
+    for column in ("Experiment", "model.hidden", "train.lstsq.margin", "test.rmse", "ood.rmse", "best_val_loss"):
         assert re.search(rf"\|\s*{re.escape(column)}\s*\|", header), (column, header)
     for x in exps:
         assert x["name"] in table

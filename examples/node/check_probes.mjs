@@ -1,5 +1,5 @@
 // Load circlefit's exported model with onnxruntime-node, run the probe vectors and compare
-// with PyTorch's outputs recorded beside it. Usage: node check_probes.mjs [path/to/model.onnx]
+// with the reference outputs recorded beside it (the stored weights evaluated in float64). Usage: node check_probes.mjs [path/to/model.onnx]
 // The JS API cannot read ONNX metadata, so everything comes from the JSON sidecar (model.json).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";

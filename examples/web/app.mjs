@@ -1,7 +1,7 @@
 // circlefit's exported model in the browser: onnxruntime-web's wasm backend, no CDN, no server logic.
 // 1. fetch model.json (the sidecar), model.onnx and probes.json from this origin;
 // 2. sha256 of the model (WebCrypto) must equal the sidecar's, or the page refuses and runs nothing;
-// 3. run every probe against PyTorch's recorded outputs with the probes' own tolerance;
+// 3. run every probe against the recorded reference outputs with the probes' own tolerance;
 // 4. predict a typed (x, y) beside the exact x² + y²;
 // 5. draw |model − (x² + y²)| over the training disk and the out-of-domain ring (log colour scale).
 // The page reports what it did in window.circlefit and <html data-state> (loading → ready | refused | error),
@@ -107,7 +107,7 @@ function runProbes(probes, got) {
     : `${n} of ${n} probes passed`;
   verdict.className = `verdict ${failures.length ? "bad" : "ok"}`;
   $("probes-detail").textContent =
-    `Each output vs PyTorch's recorded float32 output: |got − expected| ≤ rtol · (|expected| + offset), ` +
+    `Each output vs the recorded reference (the stored weights in float64): |got − expected| ≤ rtol · (|expected| + offset), ` +
     `rtol = ${rtol}, offset = ${fmt(offset)}. Largest |got − expected| ${fmt(maxAbs)}, ` +
     `largest |diff| / tolerance ${fmt(maxRatio, 3)}.`;
   const table = $("probes-failures");
