@@ -17,7 +17,7 @@ from circlefit import lstsq
 from circlefit.checkpoint import save_weights
 from circlefit.config import PARAMS_FILE, Params, load_params
 from circlefit.io import atomic_file, load_array, read_json, write_json
-from circlefit.normalize import Stats, stats_from_json
+from circlefit.normalize import stats_from_json
 from circlefit.stage import run_stage
 
 
@@ -37,8 +37,9 @@ def write_outputs(
         save(tmp)
 
 
-def train_numpy(args: argparse.Namespace, params: Params, stats: Stats) -> None:
+def train_numpy(args: argparse.Namespace, params: Params) -> None:
     """lstsq in this process, numpy only."""
+    stats = stats_from_json(read_json(args.stats), args.stats)
     s, data = params.train.lstsq, Path(args.data)
     settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
     rows = [load_array(data / f"{name}.npy", 3) for name in ("train", "val")]
@@ -46,7 +47,7 @@ def train_numpy(args: argparse.Namespace, params: Params, stats: Stats) -> None:
     write_outputs(args, done.curve, done.summary, done.timing, lambda path: save_weights(done.weights, path))
 
 
-def train_torch(args: argparse.Namespace, params: Params, stats: Stats) -> None:
+def train_torch(args: argparse.Namespace, params: Params) -> None:
     """The gradient method, CUDA or torchrun ranks."""
     from circlefit import distributed
     from circlefit.checkpoint import save_model
@@ -67,6 +68,7 @@ def train_torch(args: argparse.Namespace, params: Params, stats: Stats) -> None:
         configure(
             device, distributed.threads_per_rank(params.train.threads, dist.local_world_size), params.train.precision
         )
+        stats = stats_from_json(read_json(args.stats), args.stats)
         data = Path(args.data)
         train_rows = distributed.shard(load_array(data / "train.npy", 3, mmap=dist.ddp), dist)
         val_rows = distributed.shard(load_array(data / "val.npy", 3, mmap=dist.ddp), dist)
@@ -94,12 +96,11 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params(args.params)
-    stats = stats_from_json(read_json(args.stats), args.stats)
     t = params.train
     if t.method == "lstsq" and t.device == "cpu" and not t.distributed.enabled:
-        train_numpy(args, params, stats)
+        train_numpy(args, params)
     else:
-        train_torch(args, params, stats)
+        train_torch(args, params)  # the device is checked before any input is read
 
 
 if __name__ == "__main__":

@@ -52,8 +52,7 @@ def test_node_reproduces_probe_outputs(example: Path, bundle_dir: Path) -> None:
 
 
 def test_node_fails_on_a_wrong_expected_value(example: Path, bundle_dir: Path, tmp_path: Path) -> None:
-    for f in bundle_dir.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+    shutil.copytree(bundle_dir, tmp_path, dirs_exist_ok=True)  # model, sidecar, probes, test data set, card
     probes = json.loads((tmp_path / "probes.json").read_text())
     probes["expected"][5] += 0.5
     (tmp_path / "probes.json").write_text(json.dumps(probes))
@@ -63,8 +62,7 @@ def test_node_fails_on_a_wrong_expected_value(example: Path, bundle_dir: Path, t
 
 
 def test_node_refuses_a_model_that_does_not_match_its_sidecar(example: Path, bundle_dir: Path, tmp_path: Path) -> None:
-    for f in bundle_dir.iterdir():
-        shutil.copy(f, tmp_path / f.name)
+    shutil.copytree(bundle_dir, tmp_path, dirs_exist_ok=True)  # model, sidecar, probes, test data set, card
     data = bytearray((tmp_path / "model.onnx").read_bytes())
     weight = onnx.load(str(tmp_path / "model.onnx")).graph.initializer[0].raw_data
     data[data.find(weight)] ^= 1

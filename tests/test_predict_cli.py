@@ -77,8 +77,7 @@ def test_points_from_csv_file_and_stdin(model: Path, tmp_path: Path) -> None:
 
 def test_default_model_path_is_the_pipeline_output(model: Path, tmp_path: Path) -> None:
     (tmp_path / "data/export").mkdir(parents=True)
-    for f in model.parent.iterdir():
-        shutil.copy(f, tmp_path / "data/export" / f.name)
+    shutil.copytree(model.parent, tmp_path / "data/export", dirs_exist_ok=True)
     proc = cli("predict", "1", "1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circlefit.export import torch_outputs
+from circlefit.export import reference_outputs
 from circlefit.parity import parity_inputs
 
 from conftest import REPO
@@ -75,11 +75,11 @@ def probes(bundle_dir: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def parity_sets(tiny: Tiny) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The export's parity sets (held-out test split, ood ring, random box, batches 0/1/7/large) and PyTorch on them."""
+    """The export's parity sets (held-out test split, ood ring, random box, batches 0/1/7/large) and the reference."""
     cfg = tiny.params.export
     rng = np.random.default_rng(cfg.seed)
     sets = parity_inputs(tiny.splits(), tiny.ds.train_radius, cfg.parity_random, cfg.parity_large_batch, rng)
-    expected = torch_outputs(tiny.model, sets)
+    expected = reference_outputs(tiny.model, sets, written="test")
     return {name: (xy, expected[name]) for name, xy in sets.items()}
 
 

@@ -66,8 +66,7 @@ def chromium() -> str:
 
 def _copy(src: Path, dest: Path) -> Path:
     dest.mkdir()
-    for f in src.iterdir():
-        shutil.copy(f, dest / f.name)
+    shutil.copytree(src, dest, dirs_exist_ok=True)
     return dest
 
 

@@ -10,7 +10,7 @@ part written so far is flushed to disk and then, per $CIRCLEFIT_FAULT:
 - `kill`:  $CIRCLEFIT_FAULT_MARK is created and the process waits to be SIGKILLed by the test.
 
 safetensors writes its file from Rust; for that file its `save_file` is routed through Python's
-`open` (same bytes: `safetensors.torch.save` is the in-memory form of the same serializer).
+`open` (same bytes: `safetensors.numpy.save` is the in-memory form of the same serializer).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _install() -> None:
     builtins.open = cut_open  # numpy's np.save
     io.open = cut_open  # pathlib's Path.open / write_text / write_bytes
     if target.endswith(".safetensors"):
-        import safetensors.torch as st
+        import safetensors.numpy as st  # circlefit.checkpoint writes every model through it
 
         def save_file(tensors: Any, filename: Any, metadata: Any = None) -> None:
             with cut_open(filename, "wb") as f:
