@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Reduce", "Split", "dot_t", "fsum_rows", "gram", "matmul", "plan_split", "sum_squares"]
+__all__ = ["Reduce", "Split", "dot_t", "fsum_rows", "gram", "local", "matmul", "plan_split", "sum_squares"]
 
 # Sums over ranks of int64 accumulators / float64 maxima / row counts (identity in one process).
 Reduce = Callable[[np.ndarray, str], np.ndarray]
@@ -28,7 +28,8 @@ _MANTISSA = 53  # float64 significand bits: integers up to 2**53 are exact
 _ACCUMULATOR = 62  # int64 head-room we allow the exact sums to use
 
 
-def _local(a: np.ndarray, op: str) -> np.ndarray:
+def local(a: np.ndarray, op: str) -> np.ndarray:
+    """The Reduce of one process: nothing to combine."""
     return a
 
 
@@ -83,7 +84,7 @@ def dot_t(
     x_chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
     colmax: tuple[np.ndarray, np.ndarray],
     rows: int,
-    reduce: Reduce = _local,
+    reduce: Reduce = local,
     symmetric: bool = False,
     slices: int = 3,
 ) -> np.ndarray:
@@ -121,7 +122,7 @@ def _colmax(a: np.ndarray) -> np.ndarray:
     return np.abs(a).max(axis=0) if len(a) else np.zeros(a.shape[1])
 
 
-def gram(blocks: Callable[[], Iterator[np.ndarray]], width: int, reduce: Reduce = _local) -> np.ndarray:
+def gram(blocks: Callable[[], Iterator[np.ndarray]], width: int, reduce: Reduce = local) -> np.ndarray:
     """AᵀA of the row blocks `blocks()` yields (each [rows, width] float64), order-independent.
 
     The blocks are produced twice (once for the column maxima, once for the sums), so a caller
@@ -157,7 +158,7 @@ def fsum_rows(values: np.ndarray) -> float:
     return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
 
 
-def sum_squares(values: np.ndarray, reduce: Reduce = _local) -> float:
+def sum_squares(values: np.ndarray, reduce: Reduce = local) -> float:
     """Σ v² over this rank's values and (with `reduce`) every other rank's, bitwise as in one process."""
     col = np.asarray(values, dtype=np.float64).reshape(-1, 1)
     return float(gram(lambda: iter([col]), 1, reduce)[0, 0])

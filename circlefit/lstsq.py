@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from circlefit import reference
+from circlefit.config import LstsqConfig  # train.lstsq: directions, margin, smoothness, edge, ridge
 from circlefit.errors import TrainingDiverged
-from circlefit.exact import Reduce, fsum_rows, gram, sum_squares
+from circlefit.exact import Reduce, fsum_rows, gram, local, sum_squares
 from circlefit.normalize import Stats
 from circlefit.reference import Weights
 
@@ -42,7 +43,7 @@ __all__ = [
     "Candidate",
     "Fit",
     "Layout",
-    "LstsqSettings",
+    "LstsqConfig",
     "Run",
     "cholesky_solve",
     "fit",
@@ -53,19 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _BLOCK_ROWS = 1 << 15  # rows of hidden features held at once while the normal equations accumulate
-
-
-def _local(a: np.ndarray, op: str) -> np.ndarray:
-    return a
-
-
-@dataclass(frozen=True)
-class LstsqSettings:
-    directions: tuple[int, ...]  # candidate K; the validation loss picks one
-    margin: float  # knots extend this fraction of each direction's data range past it
-    smoothness: float  # penalty on slope-change differences of neighbouring edge knots (relative)
-    edge: float  # knots within this fraction of the range from its ends (and past them) are edge knots
-    ridge: float  # Tikhonov term on every output weight (relative); fixes unreached hinges
 
 
 @dataclass(frozen=True)
@@ -97,7 +85,7 @@ def _directions(k: int) -> np.ndarray:
     return np.array([[math.cos(a), math.sin(a)] for a in angles])
 
 
-def layout(z: np.ndarray, widths: tuple[int, ...], k: int, s: LstsqSettings, reduce: Reduce = _local) -> Layout:
+def layout(z: np.ndarray, widths: tuple[int, ...], k: int, s: LstsqConfig, reduce: Reduce = local) -> Layout:
     """Hidden layers with the first layer's knots spread evenly over the data's range along K directions.
 
     Unit input is measured in knot spacings (w = u/h, b = -c/h), so every activation sees its
@@ -182,7 +170,7 @@ def _penalty(width: int, lay: Layout) -> np.ndarray:
     return p
 
 
-def solve_output(normal: np.ndarray, lay: Layout, s: LstsqSettings) -> np.ndarray:
+def solve_output(normal: np.ndarray, lay: Layout, s: LstsqConfig) -> np.ndarray:
     """Output weights [width] and bias from the normal equations of [H, 1, y]; float64.
 
     Penalties scale with the mean diagonal of HᵀH, so they mean the same at any row count and
@@ -234,8 +222,8 @@ def fit(
     widths: tuple[int, ...],
     train: np.ndarray,
     val: np.ndarray,
-    s: LstsqSettings,
-    reduce: Reduce = _local,
+    s: LstsqConfig,
+    reduce: Reduce = local,
 ) -> Fit:
     """Fit every candidate layout on `train` and keep the best on `val`. `base` carries the normalizer."""
     z = reference.standardize(base, train[:, :2])
@@ -277,14 +265,14 @@ def base_weights(stats: Stats, activation: str) -> Weights:
 
 
 def run(
-    s: LstsqSettings,
+    s: LstsqConfig,
     hidden: tuple[int, ...],
     activation: str,
     stats: Stats,
     train: np.ndarray,
     val: np.ndarray,
     threads: int,
-    reduce: Reduce = _local,
+    reduce: Reduce = local,
 ) -> Run:
     """Train by least squares on the CPU in float64: the same bytes on every machine, thread and rank count."""
     t0 = time.perf_counter()

@@ -142,9 +142,9 @@ def train_lstsq(
     dist: Dist = SINGLE,
 ) -> TrainResult:
     """circlefit.lstsq.run as a CircleModel; on the CPU in float64 whatever `device` is, summed over ranks."""
-    s = tcfg.lstsq
-    settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
-    done = lstsq.run(settings, mcfg.hidden, mcfg.activation, stats, train_rows, val_rows, tcfg.threads, dist.reduce_np)
+    done = lstsq.run(
+        tcfg.lstsq, mcfg.hidden, mcfg.activation, stats, train_rows, val_rows, tcfg.threads, dist.reduce_np
+    )
     model = CircleModel(mcfg, stats)
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in done.weights.to_state().items()}, strict=True)
     if on_eval is not None:

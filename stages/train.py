@@ -40,10 +40,11 @@ def write_outputs(
 def train_numpy(args: argparse.Namespace, params: Params) -> None:
     """lstsq in this process, numpy only."""
     stats = stats_from_json(read_json(args.stats), args.stats)
-    s, data = params.train.lstsq, Path(args.data)
-    settings = lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
+    data = Path(args.data)
     rows = [load_array(data / f"{name}.npy", 3) for name in ("train", "val")]
-    done = lstsq.run(settings, params.model.hidden, params.model.activation, stats, *rows, params.train.threads)
+    done = lstsq.run(
+        params.train.lstsq, params.model.hidden, params.model.activation, stats, *rows, params.train.threads
+    )
     write_outputs(args, done.curve, done.summary, done.timing, lambda path: save_weights(done.weights, path))
 
 

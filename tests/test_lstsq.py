@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from circlefit import exact, lstsq, reference
-from circlefit.config import DataConfig, ModelConfig, TrainConfig, from_mapping
+from circlefit.config import DataConfig, LstsqConfig, ModelConfig, TrainConfig, from_mapping
 from circlefit.data import Dataset, generate, load_tutorial
 from circlefit.normalize import Stats, fit_stats
 from circlefit.reference import Weights
@@ -144,9 +144,8 @@ def _base(std: float = 1.0) -> Weights:
     return Weights((), "relu", np.zeros(2, f32), np.full(2, std, f32), np.zeros(1, f32), np.ones(1, f32))
 
 
-def _settings() -> lstsq.LstsqSettings:
-    s = tcfg().lstsq
-    return lstsq.LstsqSettings(s.directions, s.margin, s.smoothness, s.edge, s.ridge)
+def _settings() -> LstsqConfig:
+    return tcfg().lstsq
 
 
 def _check_finite(result: lstsq.Fit) -> None:
