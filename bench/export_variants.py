@@ -24,9 +24,9 @@ import onnxruntime as ort
 from common import ROOT, save, summarize
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from circlefit.checkpoint import load_model
 from circlefit.export import export_onnx
-from circlefit.predict import CHUNK_ROWS, load_session
+from circlefit.model.weights import load_model
+from circlefit.runtime import CHUNK_ROWS, load_session
 
 WEIGHTS = ROOT / "data/model/weights.safetensors"
 TEST = ROOT / "data/generated/test.npy"

@@ -15,9 +15,9 @@ import torch
 from common import ROOT, save
 
 from circlefit.config import load_params
-from circlefit.data import generate, load_tutorial
-from circlefit.normalize import fit_stats
-from circlefit.reference import Weights, predict
+from circlefit.data.generate import generate, load_tutorial
+from circlefit.data.normalize import fit_stats
+from circlefit.numeric.mlp64 import Weights, predict
 from circlefit.train import train
 
 RUNS = (("lbfgs", 50), ("lbfgs", 200), ("adam_1e-4", 500), ("adam_1e-5", 500))

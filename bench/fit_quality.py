@@ -18,11 +18,11 @@ from recipes import tutorial_recipe
 
 from circlefit import config
 from circlefit.config import load_params
-from circlefit.data import Dataset, generate, load_tutorial
-from circlefit.evaluate import predict, regression_metrics
-from circlefit.normalize import fit_stats
-from circlefit.reference import Weights
-from circlefit.train import train
+from circlefit.data.generate import Dataset, generate, load_tutorial
+from circlefit.data.normalize import fit_stats
+from circlefit.evaluate import regression_metrics
+from circlefit.numeric.mlp64 import predict
+from circlefit.train import Rows, train
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 # The "optimized" recipe with its epochs cut to fit circlefit's ≤ 20 s training budget: on the
@@ -52,7 +52,7 @@ def fit(recipe: str, ds: Dataset, seed: int, params) -> tuple[float, Predictor]:
         stats = fit_stats(ds.train, params.normalize.min_std)
         method = "gradient" if recipe == "circlefit_gradient" else params.train.method
         tcfg = config.replace(params.train, seed=seed, method=method)
-        weights = Weights.of(train(tcfg, params.model, stats, ds.train, ds.val, torch.device("cpu")).model)
+        weights = train(tcfg, params.model, stats, Rows(ds.train, ds.val)).weights
         pred = lambda xy: predict(weights, xy)  # noqa: E731
     return time.perf_counter() - t0, pred
 

@@ -14,10 +14,10 @@ from common import RESULTS, ROOT, save, summarize
 
 from circlefit import config
 from circlefit.config import load_params
-from circlefit.data import generate, load_tutorial
+from circlefit.data.generate import generate, load_tutorial
+from circlefit.data.normalize import fit_stats
 from circlefit.evaluate import predict, regression_metrics
-from circlefit.normalize import fit_stats
-from circlefit.reference import Weights
+from circlefit.numeric.mlp64 import Weights
 from circlefit.train import train
 
 ARCHS = [(64,), (64, 64), (128, 128), (256,), (512,)]

@@ -3,22 +3,24 @@
     python bench/gpu_train.py                            # CUDA machine: every section, a few minutes
     python bench/gpu_train.py --device cpu --quick       # smoke test of the same code on CPU
 
-Step times come from `circlefit.train.train` itself, the production loop: the wall time between
-the 1st and 3rd evaluation callbacks (each ends in a device sync) over the steps between them,
-so setup, warmup and graph capture are not counted. The torch.compile rows compile
-`FastStep.body`, the step that train() captures. Every measurement lands in --out (JSON) as soon
-as it is made; one that fails is recorded with its error and the others go on. At the end the
-tables and the issue's bars are printed, and a Markdown copy is written next to the JSON.
+Step times come from `circlefit.train.train` itself, the production loop (the gradient method): the
+wall time between the 1st and 3rd evaluation callbacks (each ends in a device sync) over the steps
+between them, so setup, warmup and graph capture are not counted. Each row runs phase 1 one way
+(eager, static or graph), set by replacing the method's own choice (`gradient.choose_mode`).
+The torch.compile rows compile `FastStep.body`, the step that train() captures. Every measurement
+lands in --out (JSON) as soon as it is made; one that fails is recorded with its error and the
+others go on. At the end the tables are printed, and a Markdown copy is written next to the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,31 @@ sys.path.insert(0, str(REPO))
 
 from circlefit import config  # noqa: E402
 from circlefit.config import ModelConfig, Params, TrainConfig, load_params  # noqa: E402
-from circlefit.data import generate, load_tutorial  # noqa: E402
+from circlefit.data.generate import generate, load_tutorial  # noqa: E402
+from circlefit.data.normalize import Stats, fit_stats  # noqa: E402
 from circlefit.device import configure, resolve_device  # noqa: E402
-from circlefit.evaluate import predict, regression_metrics  # noqa: E402
-from circlefit.fast_step import FastStep  # noqa: E402
+from circlefit.evaluate import regression_metrics  # noqa: E402
 from circlefit.io import atomic_file, write_json  # noqa: E402
-from circlefit.model import build_model  # noqa: E402
-from circlefit.normalize import Stats, fit_stats  # noqa: E402
-from circlefit.reference import Weights  # noqa: E402
-from circlefit.train import _optimizer, _schedule, train  # noqa: E402
+from circlefit.model.network import build_model  # noqa: E402
+from circlefit.numeric.mlp64 import predict  # noqa: E402
+from circlefit.train import Rows as TrainRows  # noqa: E402
+from circlefit.train import gradient, train  # noqa: E402
+from circlefit.train.fast_step import FastStep  # noqa: E402
+from circlefit.train.gradient import _optimizer, _schedule  # noqa: E402
 
 REFERENCE_NET = (64, 64)  # the issue's 2→64→64→1 ReLU net
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray, Stats]  # train, val, test, stats
+
+
+@contextlib.contextmanager
+def phase1(mode: str) -> Iterator[None]:
+    """Phase 1 of the gradient method runs as `mode` ("eager", "static" or "graph") inside the block."""
+    chosen = gradient.choose_mode
+    gradient.choose_mode = lambda *args, **kw: mode  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        gradient.choose_mode = chosen
 
 
 class Bench:
@@ -49,7 +64,7 @@ class Bench:
         self.args = args
         self.quick: bool = args.quick
         self.params: Params = load_params(args.params)
-        self.device = resolve_device(args.device, args.params)
+        self.device = torch.device(resolve_device(args.device, args.params))
         self.cuda = self.device.type == "cuda"
         self.threads = self.params.train.threads
         self.out: dict[str, Any] = {"args": vars(args), "errors": []}
@@ -91,34 +106,39 @@ class Bench:
     def tcfg(self, precision: str, device: torch.device | None = None, **over: Any) -> TrainConfig:
         """Train params for a run, with the process-wide settings (TF32, determinism) applied."""
         device = device or self.device
-        configure(device, self.threads, precision)
-        return config.replace(self.params.train, method="gradient", device=device.type, precision=precision, **over)
+        configure(device.type, self.threads, precision)
+        train_cfg = config.replace(self.params.train, method="gradient", device=device.type)
+        return config.replace(train_cfg, gradient=config.replace(train_cfg.gradient, precision=precision, **over))
 
     def timed_train(self, precision: str, hidden: tuple[int, ...], rows: Rows, mode: str, k: int) -> dict[str, Any]:
         """ms per phase-1 step of train(): the 2k steps between its 1st and 3rd evaluation."""
         cfg = self.tcfg(precision, epochs=3 * k, eval_every=k, lbfgs_steps=0)
-        cfg = config.replace(cfg, early_stopping=config.replace(cfg.early_stopping, patience=0))
+        g = cfg.gradient
+        never_stop = config.replace(g.early_stopping, patience=0)
+        cfg = config.replace(cfg, gradient=config.replace(g, early_stopping=never_stop))
         stamps: list[float] = []
 
         def stamp(_: object) -> None:
             stamps.append(time.perf_counter())
 
-        mcfg = ModelConfig(hidden, self.params.model.activation)
-        res = train(cfg, mcfg, rows[3], rows[0], rows[1], self.device, stamp, step_mode=mode)  # type: ignore[arg-type]
+        mcfg = ModelConfig(hidden=hidden, activation=self.params.model.activation)
+        with phase1(mode):
+            res = train(cfg, mcfg, rows[3], TrainRows(rows[0], rows[1]), str(self.device), on_eval=stamp)
         ms = (stamps[2] - stamps[0]) / (2 * k) * 1e3
         return {"ms_per_step": ms, "gsamples_per_s": len(rows[0]) / ms / 1e6, "ran": res.summary["phase1_step"]}
 
     def compiled_step(self, precision: str, hidden: tuple[int, ...], rows: Rows, mode: str, k: int) -> dict[str, Any]:
         """ms per step of torch.compile(FastStep.body, mode=mode) after 4 compiling/warmup calls."""
-        cfg = self.tcfg(precision, epochs=k + 8)
-        mcfg = ModelConfig(hidden, self.params.model.activation)
-        model = build_model(mcfg, rows[3], torch.Generator().manual_seed(cfg.seed)).to(self.device)
+        tcfg = self.tcfg(precision, epochs=k + 8)
+        cfg = tcfg.gradient
+        mcfg = ModelConfig(hidden=hidden, activation=self.params.model.activation)
+        model = build_model(mcfg, rows[3], torch.Generator().manual_seed(tcfg.seed)).to(self.device)
         t = torch.from_numpy(np.ascontiguousarray(rows[0])).to(self.device)
         x, y = model.standardize(t[:, :2]), model.standardize_label(t[:, 2:])
         bf16 = precision == "bf16"
         autocast = torch.autocast(self.device.type, torch.bfloat16, enabled=bf16, cache_enabled=False)
 
-        def loss_on(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # as in circlefit.train
+        def loss_on(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:  # as in circlefit.train.gradient
             with autocast:
                 pred = model.net(xb)
             return torch.nn.functional.mse_loss(pred.float(), yb)
@@ -217,13 +237,13 @@ def rmse(b: Bench) -> None:
     def run(label: str) -> dict[str, Any]:
         device = torch.device("cpu") if label.startswith("cpu-") else b.device
         over = {"epochs": 60, "lbfgs_steps": 40} if b.quick else {}
-        cfg = b.tcfg(b.params.train.precision, device, **over)
+        cfg = b.tcfg(b.params.train.gradient.precision, device, **over)
         t0 = time.perf_counter()
-        mode = label.removeprefix("cpu-")
-        res = train(cfg, b.params.model, stats, train_rows, val_rows, device, step_mode=mode)  # type: ignore[arg-type]
+        with phase1(label.removeprefix("cpu-")):
+            res = train(cfg, b.params.model, stats, TrainRows(train_rows, val_rows), device.type)
         wall = time.perf_counter() - t0
-        pred = predict(Weights.of(res.model), test_rows[:, :2])
-        w = [t.detach().clone() for t in res.model.state_dict().values()]
+        pred = predict(res.weights, test_rows[:, :2])
+        w = [torch.from_numpy(a) for layer in res.weights.layers for a in layer]
         row = {
             "test_rmse": regression_metrics(pred, test_rows)["rmse"],
             "best_val_loss": res.summary["best_val_loss"],
@@ -240,7 +260,7 @@ def rmse(b: Bench) -> None:
     for i, label in enumerate(labels):
         what = {"mode": label, "hidden": list(b.params.model.hidden), "n": len(train_rows), "run": i}
         b.measure("rmse", what, lambda lb=label: run(lb))
-    b.tcfg(b.params.train.precision)  # back to this device's settings
+    b.tcfg(b.params.train.gradient.precision)  # back to this device's settings
 
 
 def compile_small(b: Bench) -> None:

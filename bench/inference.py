@@ -68,15 +68,15 @@ def child(backend: str, threads: int, repeats: int) -> dict[str, Any]:
         sess = ort.InferenceSession(str(MODEL), opts, providers=["CPUExecutionProvider"])
         fn = lambda x: sess.run(None, {"xy": x})[0]  # noqa: E731
     elif backend == "circlefit_predict":  # what users call: input checks + CHUNK_ROWS-row calls
-        from circlefit.predict import load_session, predict
+        from circlefit.runtime import load_session, predict
 
         session = load_session(MODEL, threads=threads)
         fn = lambda x: predict(session, x)  # noqa: E731
     elif backend.startswith("torch"):
         import torch
 
-        from circlefit.checkpoint import load_model
-        from circlefit.model import fold_normalizer
+        from circlefit.model.network import fold_normalizer
+        from circlefit.model.weights import load_model
 
         torch.set_num_threads(threads)
         trained = load_model(WEIGHTS)
@@ -91,7 +91,7 @@ def child(backend: str, threads: int, repeats: int) -> dict[str, Any]:
                 return model(torch.from_numpy(x)).numpy()
 
         if backend == "torch_eager_chunked":  # the same cache blocking as circlefit_predict, for fairness
-            from circlefit.predict import CHUNK_ROWS
+            from circlefit.runtime import CHUNK_ROWS
 
             whole = fn
 

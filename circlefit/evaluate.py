@@ -1,6 +1,6 @@
 """Metrics and plot data for a trained model against the oracle x² + y² (numpy only, no torch).
 
-Predictions come from `circlefit.reference`: the stored float32 weights evaluated in float64
+Predictions come from circlefit.numeric.mlp64: the stored float32 weights evaluated in float64
 with CPU-independent arithmetic, so every metric and plot value is the same on any x86-64 CPU.
 """
 
@@ -12,19 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from circlefit import reference
-from circlefit.exact import fsum_rows
-from circlefit.reference import Weights
+from circlefit.config import EvaluateConfig
+from circlefit.data.store import Manifest
+from circlefit.numeric import mlp64
+from circlefit.numeric.exact import fsum_rows
+from circlefit.numeric.mlp64 import Weights
 
-__all__ = ["band_errors", "evaluate", "plot_rows", "predict", "regression_metrics"]
-
-
-def predict(weights: Weights, xy: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Raw predictions [N] float64 for raw coordinates [N, 2], in batches (memory stays flat)."""
-    out = np.empty(xy.shape[0], dtype=np.float64)
-    for s in range(0, xy.shape[0], batch_size):
-        out[s : s + batch_size] = reference.predict(weights, xy[s : s + batch_size])
-    return out
+__all__ = ["band_errors", "evaluate", "plot_data", "plot_rows", "regression_metrics"]
 
 
 def _mean(values: np.ndarray) -> float:
@@ -69,24 +63,29 @@ def band_errors(pred: np.ndarray, rows: np.ndarray, r_max: float, bands: int) ->
 
 
 def evaluate(
-    model: Weights,
-    splits: dict[str, np.ndarray],
-    train_label_mean: float,
-    r_max: float,
-    bands: int,
-    batch_size: int,
+    model: Weights, splits: dict[str, np.ndarray], label_mean: float, data: Manifest, cfg: EvaluateConfig
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics per split (test, ood, tutorial) + the constant-mean baseline; and predictions."""
-    preds = {name: predict(model, rows[:, :2], batch_size) for name, rows in splits.items()}
+    """Metrics per split (test, ood, tutorial) + the constant-mean baseline (`label_mean` of train); and predictions."""
+    preds = {name: mlp64.predict(model, rows[:, :2], cfg.batch_size) for name, rows in splits.items()}
     metrics: dict[str, Any] = {name: regression_metrics(preds[name], rows) for name, rows in splits.items()}
     test = splits["test"]
-    const = np.full(test.shape[0], train_label_mean, dtype=np.float32)
+    metrics["test"]["held_out"] = data.held_out
+    const = np.full(test.shape[0], label_mean, dtype=np.float32)
     metrics["baseline_constant_mean"] = {"test_rmse": regression_metrics(const, test)["rmse"]}
     metrics["test"]["rmse_ratio_vs_constant"] = metrics["test"]["rmse"] / max(
         metrics["baseline_constant_mean"]["test_rmse"], 1e-30
     )
-    metrics["test_by_radius"] = band_errors(preds["test"], test, r_max, bands)
+    metrics["test_by_radius"] = band_errors(preds["test"], test, data.train_radius, cfg.bands)
     return metrics, preds
+
+
+def plot_data(
+    splits: dict[str, np.ndarray], preds: dict[str, np.ndarray], points: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the predicted-vs-true plot (test) and of the error-by-radius plot (test, then a quarter as many ood)."""
+    test = plot_rows(splits["test"], preds["test"], points)
+    ood = plot_rows(splits["ood"], preds["ood"], points // 4 or 1)
+    return test, [dict(r, split="test") for r in test] + [dict(r, split="ood") for r in ood]
 
 
 def plot_rows(rows: np.ndarray, pred: np.ndarray, limit: int) -> list[dict[str, float]]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
+import io
 import json
 import math
 import os
@@ -30,6 +32,7 @@ __all__ = [
     "sweep_stale",
     "temp_glob",
     "write_json",
+    "write_table",
 ]
 
 
@@ -146,6 +149,16 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(dumps_json(obj), encoding="utf-8")
 
 
+def write_table(path: str | Path, rows: list[dict[str, Any]], delimiter: str = ",") -> None:
+    """Rows as CSV (TSV with delimiter "\t"), the header from the first row's keys, `\n` line ends."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter=delimiter, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_file(path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -206,8 +219,8 @@ def load_array(path: str | Path, columns: int, mmap: bool = False) -> np.ndarray
 
 
 def _unreadable(path: Path, e: BaseException) -> str:
-    # numpy's own words for the pickle cases would suggest loading the file unsafely
-    if "pickle" not in str(e):
+    # numpy's own words for the pickle cases would suggest loading the file unsafely (read or mapped)
+    if "pickle" not in str(e) and "Python objects" not in str(e):
         return f"not a readable .npy array (truncated or corrupt?): {e}"
     with open(path, "rb") as f:
         if f.read(6) == b"\x93NUMPY":

@@ -1,46 +1,30 @@
 """Review report: one markdown summary of a change, built from DVC's params/metrics/plots diffs.
 
-`circlefit report BASE [HEAD] [-o report.md]` (or `python -m circlefit.report …`) compares two git revisions (HEAD
-omitted: BASE against the workspace, as `dvc metrics diff BASE` does). The builders below are
-pure functions of the `--json` outputs of `dvc params diff`, `dvc metrics diff` and
-`dvc plots diff`; only `collect` and `main` run DVC. No torch here: this runs in CI jobs.
+Pure: every function here is a function of the `--json` outputs of `dvc params diff`,
+`dvc metrics diff` and `dvc plots diff` (a `Diffs`). `circlefit report` (circlefit.cli.report)
+runs DVC and writes the file.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
-import os
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from circlefit.errors import ReportError
-from circlefit.io import atomic_file
-
 __all__ = [
-    "DESCRIPTION",
     "KEY_METRICS",
+    "WORKSPACE",
     "Diffs",
     "PlotChange",
-    "ReportError",
-    "add_arguments",
-    "collect",
-    "main",
     "metrics_section",
     "params_section",
     "plot_changes",
     "plots_section",
     "relative_change",
     "render",
-    "run",
 ]
 
-log = logging.getLogger(__name__)
 WORKSPACE = "workspace"
 KEY_METRICS = ("test.rmse", "ood.rmse", "tutorial.rmse", "best_val_loss")  # shown first when changed
 Diff = Mapping[str, Mapping[str, Mapping[str, Any]]]  # {file: {dotted key: {old, new, diff}}}
@@ -179,72 +163,3 @@ def render(d: Diffs) -> str:
         plots_section(plot_changes(d.plots), d.plots_html, d.plots.get("errors")),
     ]
     return "\n\n".join(parts) + "\n"
-
-
-def _dvc(repo: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "dvc", *args]
-    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:] or [f"exit status {proc.returncode}"]
-        raise ReportError(f"`dvc {' '.join(args)}` failed in {repo}: {errors[0]}")
-    return proc.stdout
-
-
-def collect(repo: Path, base: str, head: str | None, plots_dir: Path | None, link_from: Path) -> Diffs:
-    """Run the three DVC diffs (and render the plots page into `plots_dir` if given)."""
-    revs = [base] if head is None else [base, head]
-    params = json.loads(_dvc(repo, "params", "diff", *revs, "--json") or "{}")
-    deps = json.loads(_dvc(repo, "params", "diff", *revs, "--deps", "--json") or "{}")
-    metrics = json.loads(_dvc(repo, "metrics", "diff", *revs, "--json") or "{}")
-    plots = json.loads(_dvc(repo, "plots", "diff", *revs, "--json") or "{}")
-    html = None
-    if plots_dir is not None:
-        plots_dir.resolve().parent.mkdir(parents=True, exist_ok=True)
-        _dvc(repo, "plots", "diff", *revs, "-o", str(plots_dir.resolve()))
-        html = Path(os.path.relpath(plots_dir.resolve() / "index.html", link_from.resolve())).as_posix()
-    return Diffs(base, head or WORKSPACE, params, deps, metrics, plots, html)
-
-
-DESCRIPTION = "Markdown summary of a change, for review."
-
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """The report's options, shared by `circlefit report` and `python -m circlefit.report`."""
-    ap.add_argument("base", help="git revision to compare from (e.g. main, HEAD~1)")
-    ap.add_argument("head", nargs="?", help="git revision to compare to (default: the workspace)")
-    ap.add_argument("-o", "--output", type=Path, help="markdown file to write (default: stdout)")
-    ap.add_argument("--plots-dir", type=Path, help="where `dvc plots diff` writes its HTML (default: next to -o)")
-    ap.add_argument("--no-plots-html", action="store_true", help="do not render the plots page")
-    ap.add_argument("--repo", type=Path, default=Path.cwd(), help="project root (default: current directory)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Collect the diffs, render and write the report; DVC failures raise ReportError."""
-    out_dir = args.output.parent if args.output else Path.cwd()
-    plots_dir = None
-    if not args.no_plots_html:
-        stem = args.output.stem if args.output else "report"
-        plots_dir = args.plots_dir or out_dir / f"{stem}_plots"
-    try:
-        text = render(collect(args.repo, args.base, args.head, plots_dir, out_dir))
-    except json.JSONDecodeError as e:
-        raise ReportError(f"DVC printed JSON that cannot be read: {e}") from None
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    with atomic_file(args.output) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    log.info("wrote %s", args.output)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m circlefit.report`: the same as `circlefit report`."""
-    from circlefit.cli import main as cli_main
-
-    return cli_main(["report", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

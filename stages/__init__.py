@@ -1,9 +1,9 @@
 """The pipeline's stage entry points (`python -m stages.NAME`); see dvc.yaml.
 
-Importing the package pins the CPU kernel libraries' dispatch (circlefit.pins) before any stage
-module imports torch or numpy.
+Each is thin: parse paths, load the typed params, call the library, write outputs. Importing the
+package pins the CPU kernel libraries' dispatch (stages.edge) before any stage imports torch or numpy.
 """
 
-from circlefit.pins import pin_cpu_kernels
+from stages.edge import pin_cpu_kernels
 
 pin_cpu_kernels()

@@ -11,7 +11,8 @@ error, before it deletes any other stage's outputs. `train.device: cuda` is chec
 import argparse
 
 from circlefit.config import PARAMS_FILE, load_params
-from circlefit.stage import run_stage
+from circlefit.device import resolve_device
+from stages.edge import run_stage
 
 
 def main() -> None:
@@ -20,8 +21,6 @@ def main() -> None:
     args = ap.parse_args()
     params = load_params(args.params)
     if params.train.device == "cuda":
-        from circlefit.device import resolve_device
-
         resolve_device(params.train.device, args.params)
 
 

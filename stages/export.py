@@ -1,16 +1,17 @@
-"""export: weights + stats -> model.onnx (normalizer inside) + sidecar JSON + probes, verified against PyTorch."""
+"""export: weights + stats -> model.onnx (normalizer inside) + sidecar, probes, Model Zoo set and card, verified."""
 
 import argparse
 from pathlib import Path
 
 import torch
 
-from circlefit.checkpoint import load_model
 from circlefit.config import PARAMS_FILE, load_params
-from circlefit.export import Bundle, check_stats, export_bundle
-from circlefit.io import json_number, load_array, read_json
-from circlefit.normalize import stats_from_json
-from circlefit.stage import run_stage
+from circlefit.data.normalize import read_stats
+from circlefit.data.store import load_split, read_manifest
+from circlefit.export.bundle import Bundle, check_stats, export_bundle
+from circlefit.io import read_json
+from circlefit.model.weights import load_model
+from stages.edge import run_stage
 
 
 def main() -> None:
@@ -19,21 +20,18 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="directory written by the generate stage")
     ap.add_argument("--stats", required=True)
     ap.add_argument("--model", required=True, help="weights written by the train stage")
-    ap.add_argument(
-        "--metrics", required=True, help="metrics JSON written by the evaluate stage (copied to the sidecar)"
-    )
-    ap.add_argument("--onnx", required=True, help="output model; its sidecar is written beside it (X.onnx -> X.json)")
+    ap.add_argument("--metrics", required=True, help="metrics JSON of the evaluate stage (copied to the sidecar)")
+    ap.add_argument("--onnx", required=True, help="output model; the bundle's other files are written beside it")
     ap.add_argument("--probes", required=True, help="output probe vectors (JSON)")
     args = ap.parse_args()
 
     params = load_params(args.params)
-    torch.set_num_threads(1)  # PyTorch's reference outputs (the probes) then match on any machine
-    data = Path(args.data)
-    splits = {name: load_array(data / f"{name}.npy", 3)[:, :2] for name in ("test", "ood")}
-    stats = stats_from_json(read_json(args.stats), args.stats)
+    torch.set_num_threads(1)  # PyTorch's side of the parity gate then computes the same way on any machine
+    splits = {name: load_split(args.data, name)[:, :2] for name in ("test", "ood")}
+    stats = read_stats(args.stats)
     model = load_model(args.model)
     check_stats(model, stats, args.model, args.stats)
-    radius = json_number(read_json(data / "manifest.json"), "train_radius", data / "manifest.json")
+    radius = read_manifest(args.data).train_radius
     bundle = Bundle(model=Path(args.onnx), probes=Path(args.probes))
     export_bundle(model, stats, params, splits, radius, read_json(args.metrics), bundle, args.params)
 

@@ -2,10 +2,10 @@
 
 import argparse
 
-from circlefit.config import PARAMS_FILE, as_dict, load_params
-from circlefit.data import generate, load_tutorial, summarize
-from circlefit.io import atomic_dir, dumps_json, save_array
-from circlefit.stage import run_stage
+from circlefit.config import PARAMS_FILE, load_params
+from circlefit.data.generate import generate, load_tutorial
+from circlefit.data.store import write_dataset
+from stages.edge import run_stage
 
 
 def main() -> None:
@@ -16,19 +16,7 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = load_params(args.params).data
-    ds = generate(cfg, load_tutorial(args.tutorial))
-    manifest = {
-        "params": {"data": as_dict(cfg)},
-        "train_radius": ds.train_radius,
-        "held_out": ds.held_out,
-        "columns": ["x", "y", "label"],
-        "dtype": "float32",
-        "splits": summarize(ds),
-    }
-    with atomic_dir(args.out) as tmp:
-        for name in ("train", "val", "test", "ood", "tutorial"):
-            save_array(tmp / f"{name}.npy", getattr(ds, name))
-        (tmp / "manifest.json").write_text(dumps_json(manifest), encoding="utf-8")
+    write_dataset(args.out, generate(cfg, load_tutorial(args.tutorial)), cfg)
 
 
 if __name__ == "__main__":

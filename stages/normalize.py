@@ -1,12 +1,12 @@
 """normalize: fit z-score stats of x, y and the label on the train split only (no torch)."""
 
 import argparse
-from pathlib import Path
 
 from circlefit.config import PARAMS_FILE, load_params
-from circlefit.io import load_array, write_json
-from circlefit.normalize import fit_stats
-from circlefit.stage import run_stage
+from circlefit.data.normalize import fit_stats
+from circlefit.data.store import load_split, split_file
+from circlefit.io import write_json
+from stages.edge import run_stage
 
 
 def main() -> None:
@@ -17,9 +17,8 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = load_params(args.params).normalize
-    train_path = Path(args.data) / "train.npy"
-    stats = fit_stats(load_array(train_path, 3, mmap=True), cfg.min_std, str(train_path))
-    write_json(args.out, stats.to_json())
+    train = load_split(args.data, "train", mmap=True)
+    write_json(args.out, fit_stats(train, cfg.min_std, str(split_file(args.data, "train"))).to_json())
 
 
 if __name__ == "__main__":

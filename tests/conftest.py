@@ -21,7 +21,7 @@ BIN = Path(sys.executable).parent
 SMALL: dict[str, Any] = {
     "data": {"n": 1024, "ood": {"n": 256}},
     "model": {"hidden": [32]},
-    "train": {"epochs": 60, "lbfgs_steps": 40, "eval_every": 10},
+    "train": {"gradient": {"epochs": 60, "lbfgs_steps": 40, "eval_every": 10}},
     "evaluate": {"plot_points": 100},
     "export": {"probes": 16, "parity_random": 256, "parity_large_batch": 2048},
 }
@@ -136,7 +136,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dump_yaml(merge(base, HISTORY_CHANGE), repo / "params.yaml")
     dvc(repo, "repro")
     git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "change train.lr")
+    git(repo, "commit", "-q", "-m", "change train.lstsq.margin")
     return repo
 
 

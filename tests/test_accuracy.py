@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from circlefit.config import load_params, split_counts
+from circlefit.config import load_params
 
 from conftest import copy_project, dvc, merge, repo_params
 
@@ -25,7 +25,7 @@ def test_default_params_reach_test_rmse_0_3(tmp_path: Path) -> None:
     dvc(repo, "repro")
     m = _metrics(repo)
     cfg = load_params(repo / "params.yaml").data
-    assert m["test"]["held_out"] is True and m["test"]["n"] == split_counts(cfg.n, cfg.split)["test"]
+    assert m["test"]["held_out"] is True and m["test"]["n"] == cfg.split.counts(cfg.n)["test"]
     assert m["test"]["rmse"] <= 0.3, m["test"]
     assert m["test"]["rmse"] < m["baseline_constant_mean"]["test_rmse"] / 100
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from circlefit.card import model_card
-from circlefit.export import Bundle, export_bundle
+from circlefit.export.bundle import Bundle, export_bundle
+from circlefit.export.card import model_card
 
 from conftest import REPO
 from tiny_model import tiny_model
@@ -43,9 +43,9 @@ def test_front_matter_parses_with_license_library_tags_and_metrics(bundle: Bundl
         (section, k): v
         for section, values in METRICS.items()
         for k, v in values.items()
-        if isinstance(v, float) and k != "n"
+        if isinstance(v, float) and k != "n" and section != "baseline_constant_mean"
     }
-    assert got == want  # every numeric metric of metrics.json, exactly
+    assert got == want  # every numeric metric of the model in metrics.json, exactly; the baseline is no result of it
     assert got[("ood", "rmse")] == METRICS["ood"]["rmse"] and got[("test", "rmse")] == METRICS["test"]["rmse"]
 
 
@@ -56,12 +56,22 @@ def test_card_names_the_model_sha256_contract_and_every_runtime(bundle: Bundle) 
     assert hashlib.sha256(bundle.probes.read_bytes()).hexdigest() in body
     assert "| input | `xy` | float32 | [batch, 2] |" in body
     assert "| output | `x2_plus_y2` | float32 | [batch, 1] |" in body
-    assert "| `model.hidden` | [16] |" in body and "| `train.optimizer` | adam |" in body  # the params summary
+    assert "| `model.hidden` | [16] |" in body and "| `train.method` | lstsq |" in body  # the params summary
+    assert "| `train.lstsq.directions` |" in body and "train.gradient." not in body  # the method that ran, only
+    assert "by least squares" in body
     assert f"| ood | rmse | {METRICS['ood']['rmse']:.6g} |" in body
     assert "(out-of-domain ring)" in body and "(far outside)" in body  # the limits, from the probes
     for runtime in ("onnxruntime", "onnx.reference", "onnxruntime-node", "onnxruntime-web", "C API", "OpenVINO"):
         assert runtime in body, runtime
     assert "tract" in body and "test_data_set_0/input_0.pb" in body
+
+
+def test_card_says_how_a_gradient_model_was_trained(bundle: Bundle) -> None:
+    sidecar = json.loads(bundle.sidecar.read_text())
+    sidecar["params"]["train"]["method"] = "gradient"
+    _, body = _split(model_card(sidecar, json.loads(bundle.probes.read_text()), "model.onnx"))
+    assert "by gradient descent" in body and "| `train.gradient.optimizer` | adam |" in body
+    assert "train.lstsq." not in body
 
 
 def test_card_is_a_function_of_the_files_beside_it(bundle: Bundle) -> None:
@@ -85,4 +95,4 @@ def test_repo_card_out_is_declared_in_dvc_yaml() -> None:
     names = {next(iter(o)) if isinstance(o, dict) else o for o in outs}
     assert {"data/export/README.md", "data/export/test_data_set_0"} <= names
     deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["export"]["deps"]
-    assert {"circlefit/card.py", "circlefit/zoo.py"} <= set(deps)
+    assert {"circlefit/export/card.py", "circlefit/export/zoo.py"} <= set(deps)

@@ -14,11 +14,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from circlefit.checkpoint import load_model, save_model
 from circlefit.config import ModelConfig
+from circlefit.data.normalize import Stats
 from circlefit.io import DataError, atomic_file
-from circlefit.model import CircleModel, build_model
-from circlefit.normalize import Stats
+from circlefit.model.network import CircleModel, build_model
+from circlefit.model.weights import load_model, save_weights
+from circlefit.numeric.mlp64 import Weights
 
 from conftest import PicklePayload
 
@@ -26,7 +27,11 @@ STATS = Stats(mean=(0.1, -0.2, 133.0), std=(11.5, 11.4, 66.0), count=10, min_std
 
 
 def model(hidden: tuple[int, ...] = (8, 4), activation: str = "tanh") -> CircleModel:
-    return build_model(ModelConfig(hidden, activation), STATS, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+    return build_model(ModelConfig(hidden=hidden, activation=activation), STATS, torch.Generator().manual_seed(5))  # type: ignore[arg-type]
+
+
+def save_model(m: CircleModel, path: Path) -> None:
+    save_weights(Weights.of(m), path)
 
 
 def test_round_trip(tmp_path: Path) -> None:

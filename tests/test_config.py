@@ -13,8 +13,7 @@ import pytest
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 
-from circlefit import yaml12
-from circlefit.config import ConfigError, Params, as_dict, load_params, parse_params
+from circlefit.config import ConfigError, Params, as_dict, load_params, parse_params, yaml12
 
 from conftest import REPO, dvc, git, repo_params
 
@@ -82,28 +81,33 @@ def mapping_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
 # (id, edits, dotted key the message must name, the bad value as the message must show it)
 REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     # unknown keys, at every depth
-    ("typo train.lrr", {"train.lr": DELETE, "train.lrr": 0.01}, "train.lrr", None),
+    ("typo train.lrr", {"train.gradient.lr": DELETE, "train.gradient.lrr": 0.01}, "train.gradient.lrr", None),
     ("unknown data.noise.xyz", {"data.noise.xyz": 0.1}, "data.noise.xyz", None),
     ("unknown top-level trian", {"trian": {"lr": 0.01}}, "trian", None),
-    ("unknown train.early_stopping.patient", {"train.early_stopping.patient": 3}, "train.early_stopping.patient", None),
+    (
+        "unknown train.early_stopping.patient",
+        {"train.gradient.early_stopping.patient": 3},
+        "train.gradient.early_stopping.patient",
+        None,
+    ),
     # missing keys
-    ("missing train.lr", {"train.lr": DELETE}, "train.lr", None),
+    ("missing train.lr", {"train.gradient.lr": DELETE}, "train.gradient.lr", None),
     ("missing data.noise.label", {"data.noise.label": DELETE}, "data.noise.label", None),
     ("missing section export", {"export": DELETE}, "export", None),
     # wrong types
     ("string for int", {"data.n": "1024"}, "data.n", "'1024'"),
     ("float for int", {"train.threads": 2.5}, "train.threads", "2.5"),
     ("integral float for int", {"data.n": 1024.0}, "data.n", "1024.0"),
-    ("bool for int", {"train.epochs": True}, "train.epochs", "True"),
-    ("bool for float", {"train.lr": True}, "train.lr", "True"),
-    ("list for scalar", {"train.lr": [0.01]}, "train.lr", "[0.01]"),
-    ("mapping for scalar", {"train.lr": {"value": 0.01}}, "train.lr", "{'value': 0.01}"),
+    ("bool for int", {"train.gradient.epochs": True}, "train.gradient.epochs", "True"),
+    ("bool for float", {"train.gradient.lr": True}, "train.gradient.lr", "True"),
+    ("list for scalar", {"train.gradient.lr": [0.01]}, "train.gradient.lr", "[0.01]"),
+    ("mapping for scalar", {"train.gradient.lr": {"value": 0.01}}, "train.gradient.lr", "{'value': 0.01}"),
     ("scalar for list", {"model.hidden": 32}, "model.hidden", "32"),
     ("scalar for mapping", {"data.noise": 0.1}, "data.noise", "0.1"),
     ("null for mapping", {"normalize": None}, "normalize", "null"),
-    ("null for float", {"train.lr": Raw("~")}, "train.lr", "null"),
+    ("null for float", {"train.gradient.lr": Raw("~")}, "train.gradient.lr", "null"),
     ("string in int list", {"model.hidden": [32, "64"]}, "model.hidden[1]", "'64'"),
-    ("date for float", {"train.lr": Raw("2024-01-01")}, "train.lr", "2024"),
+    ("date for float", {"train.gradient.lr": Raw("2024-01-01")}, "train.gradient.lr", "2024"),
     # out of range
     ("data.n 0", {"data.n": 0}, "data.n", "got 0"),
     ("data.n negative", {"data.n": -5}, "data.n", "got -5"),
@@ -129,15 +133,15 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("hidden [64, -1]", {"model.hidden": [64, -1]}, "model.hidden[1]", "got -1"),
     ("hidden []", {"model.hidden": []}, "model.hidden", "[]"),
     ("threads 0", {"train.threads": 0}, "train.threads", "got 0"),
-    ("lr 0", {"train.lr": 0.0}, "train.lr", "got 0"),
-    ("lr -1", {"train.lr": -1}, "train.lr", "got -1"),
-    ("weight_decay negative", {"train.weight_decay": -0.01}, "train.weight_decay", "got -0.01"),
-    ("batch_size negative", {"train.batch_size": -1}, "train.batch_size", "got -1"),
-    ("eval_every 0", {"train.eval_every": 0}, "train.eval_every", "got 0"),
+    ("lr 0", {"train.gradient.lr": 0.0}, "train.gradient.lr", "got 0"),
+    ("lr -1", {"train.gradient.lr": -1}, "train.gradient.lr", "got -1"),
+    ("weight_decay negative", {"train.gradient.weight_decay": -0.01}, "train.gradient.weight_decay", "got -0.01"),
+    ("batch_size negative", {"train.gradient.batch_size": -1}, "train.gradient.batch_size", "got -1"),
+    ("eval_every 0", {"train.gradient.eval_every": 0}, "train.gradient.eval_every", "got 0"),
     (
         "nothing to train",
-        {"train.method": "gradient", "train.epochs": 0, "train.lbfgs_steps": 0},
-        "train.epochs",
+        {"train.method": "gradient", "train.gradient.epochs": 0, "train.gradient.lbfgs_steps": 0},
+        "train.gradient.epochs",
         "both 0",
     ),
     ("unknown method", {"train.method": "adam"}, "train.method", "got the string 'adam'"),
@@ -146,8 +150,18 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("margin 1", {"train.lstsq.margin": 1.0}, "train.lstsq.margin", "got 1"),
     ("ridge 0", {"train.lstsq.ridge": 0}, "train.lstsq.ridge", "got 0"),
     ("smoothness negative", {"train.lstsq.smoothness": -1e-6}, "train.lstsq.smoothness", "got -1e-06"),
-    ("patience negative", {"train.early_stopping.patience": -1}, "train.early_stopping.patience", "got -1"),
-    ("min_delta 1", {"train.early_stopping.min_delta": 1.0}, "train.early_stopping.min_delta", "got 1"),
+    (
+        "patience negative",
+        {"train.gradient.early_stopping.patience": -1},
+        "train.gradient.early_stopping.patience",
+        "got -1",
+    ),
+    (
+        "min_delta 1",
+        {"train.gradient.early_stopping.min_delta": 1.0},
+        "train.gradient.early_stopping.min_delta",
+        "got 1",
+    ),
     ("nproc_per_node 0", {"train.distributed.nproc_per_node": 0}, "train.distributed.nproc_per_node", "got 0"),
     ("distributed.enabled 1", {"train.distributed.enabled": 1}, "train.distributed.enabled", "int 1"),
     ("backend mpi", {"train.distributed.backend": "mpi"}, "train.distributed.backend", "'mpi'"),
@@ -156,28 +170,28 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("export.opset 12", {"export.opset": 12}, "export.opset", "got 12"),
     ("export.rtol 0", {"export.rtol": 0.0}, "export.rtol", "got 0"),
     # NaN / Inf (YAML 1.2 spellings)
-    ("lr .nan", {"train.lr": Raw(".nan")}, "train.lr", "nan"),
+    ("lr .nan", {"train.gradient.lr": Raw(".nan")}, "train.gradient.lr", "nan"),
     ("min_std .NaN", {"normalize.min_std": Raw(".NaN")}, "normalize.min_std", "nan"),
     ("r_max .inf", {"data.r_max": Raw(".inf")}, "data.r_max", "inf"),
     ("label noise -.inf", {"data.noise.label": Raw("-.inf")}, "data.noise.label", "-inf"),
-    ("lr 1e400 overflows to inf", {"train.lr": Raw("1e400")}, "train.lr", "inf"),
+    ("lr 1e400 overflows to inf", {"train.gradient.lr": Raw("1e400")}, "train.gradient.lr", "inf"),
     # invalid choices
     ("device gpu", {"train.device": "gpu"}, "train.device", "'gpu'"),
     ("source square", {"data.source": "square"}, "data.source", "'square'"),
     ("activation ReLU (case)", {"model.activation": "ReLU"}, "model.activation", "'ReLU'"),
-    ("optimizer lbfgs", {"train.optimizer": "lbfgs"}, "train.optimizer", "'lbfgs'"),
-    ("precision fp16", {"train.precision": "fp16"}, "train.precision", "'fp16'"),
-    ("schedule null", {"train.schedule": None}, "train.schedule", "null"),
+    ("optimizer lbfgs", {"train.gradient.optimizer": "lbfgs"}, "train.gradient.optimizer", "'lbfgs'"),
+    ("precision fp16", {"train.gradient.precision": "fp16"}, "train.gradient.precision", "'fp16'"),
+    ("schedule null", {"train.gradient.schedule": None}, "train.gradient.schedule", "null"),
     # YAML 1.1 habits that YAML 1.2 (and DVC) read differently: strings, not bools/numbers
     ("device no is a string", {"train.device": Raw("no")}, "train.device", "the string 'no'"),
     ("noise off is a string", {"data.noise.xy": Raw("off")}, "data.noise.xy", "the string 'off'"),
-    ("plain nan is a string", {"train.lr": Raw("nan")}, "train.lr", "the string 'nan'"),
+    ("plain nan is a string", {"train.gradient.lr": Raw("nan")}, "train.gradient.lr", "the string 'nan'"),
     ("sexagesimal is a string", {"data.n": Raw("1:30")}, "data.n", "the string '1:30'"),
-    ("quoted 1e-3 is a string", {"train.lr": Raw("'1e-3'")}, "train.lr", "the string '1e-3'"),
+    ("quoted 1e-3 is a string", {"train.gradient.lr": Raw("'1e-3'")}, "train.gradient.lr", "the string '1e-3'"),
     # integers beyond what numpy/torch/float can hold
     ("data.n 10**400", {"data.n": Raw("1" + "0" * 400)}, "data.n", "must fit in 64 bits"),
     ("seed 2**63", {"data.seed": 2**63}, "data.seed", "must fit in 64 bits"),
-    ("lr as a 400-digit int", {"train.lr": Raw("-1" + "0" * 400)}, "train.lr", "-inf"),
+    ("lr as a 400-digit int", {"train.gradient.lr": Raw("-1" + "0" * 400)}, "train.gradient.lr", "-inf"),
 ]
 
 
@@ -195,7 +209,7 @@ def test_rejection_table_is_large_and_ids_unique() -> None:
 
 
 def test_unknown_key_lists_the_expected_keys() -> None:
-    msg = rejects(render({"train.lr": DELETE, "train.lrr": 0.01}))
+    msg = rejects(render({"train.gradient.lr": DELETE, "train.gradient.lrr": 0.01}))
     assert "is not a known key" in msg and "lr," in msg, msg
 
 
@@ -236,14 +250,14 @@ def test_top_level_scalar() -> None:
 
 
 def test_malformed_yaml_names_the_line() -> None:
-    text = render({"train.lr": Raw("0.01: 0.02")})  # a mapping value where a scalar goes
+    text = render({"train.gradient.lr": Raw("0.01: 0.02")})  # a mapping value where a scalar goes
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "lr: 0.01: 0.02" in s)
     msg = rejects(text)
     assert "malformed YAML" in msg and f"(line {line}, column " in msg, msg
 
 
 def test_unclosed_bracket_names_a_line() -> None:
-    text = render({"train.lr": Raw("[0.01")})  # reported where the parser gives up: the next line
+    text = render({"train.gradient.lr": Raw("[0.01")})  # reported where the parser gives up: the next line
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "lr: [0.01" in s)
     msg = rejects(text)
     assert f"(line {line + 1}, column " in msg, msg
@@ -268,7 +282,7 @@ def test_tab_indentation_names_the_line() -> None:
 def test_duplicate_key_is_an_error_with_its_line() -> None:
     lines = render().splitlines()
     i = next(i for i, s in enumerate(lines) if s.strip().startswith("lr:"))
-    lines.insert(i + 1, "  lr: 0.5")
+    lines.insert(i + 1, lines[i].split("lr:")[0] + "lr: 0.5")  # the same indentation: the same mapping
     msg = rejects("\n".join(lines) + "\n")
     assert "duplicate key" in msg and '"lr"' in msg and f"line {i + 2}," in msg, msg
 
@@ -333,24 +347,24 @@ def test_repo_params_load_and_are_frozen() -> None:
     assert isinstance(params, Params)
     assert as_dict(params) == repo_params()
     with pytest.raises(ValidationError, match="frozen"):
-        params.train.lr = 1.0  # type: ignore[misc]
+        params.train.gradient.lr = 1.0  # type: ignore[misc]
 
 
 def test_yaml_1_2_numbers() -> None:
     text = render(
         {
-            "train.lr": Raw("1e-3"),
+            "train.gradient.lr": Raw("1e-3"),
             "data.n": Raw("064"),
             "data.seed": Raw("0o17"),
             "train.seed": Raw("0x1F"),
-            "train.epochs": Raw("1_000"),
+            "train.gradient.epochs": Raw("1_000"),
             "data.r_max": Raw("20"),  # an int where a float is expected: widened
         }
     )
     p = parse_params(text, SRC)
-    assert p.train.lr == 0.001 and type(p.train.lr) is float
+    assert p.train.gradient.lr == 0.001 and type(p.train.gradient.lr) is float
     assert p.data.n == 64 and type(p.data.n) is int  # YAML 1.1 (PyYAML) would say 52
-    assert p.data.seed == 15 and p.train.seed == 31 and p.train.epochs == 1000
+    assert p.data.seed == 15 and p.train.seed == 31 and p.train.gradient.epochs == 1000
     assert p.data.r_max == 20.0 and type(p.data.r_max) is float
     assert p.model.hidden == (256,) and isinstance(p.model.hidden, tuple)
 
@@ -366,18 +380,18 @@ def test_r_min_only_checked_for_annulus() -> None:
 
 
 def test_big_but_valid_values() -> None:
-    p = parse_params(render({"data.seed": 2**63 - 1, "train.lr": Raw("1" + "0" * 300)}), SRC)
-    assert p.data.seed == 2**63 - 1 and p.train.lr == 1e300
+    p = parse_params(render({"data.seed": 2**63 - 1, "train.gradient.lr": Raw("1" + "0" * 300)}), SRC)
+    assert p.data.seed == 2**63 - 1 and p.train.gradient.lr == 1e300
 
 
 # --- the stage sees what DVC sees ----------------------------------------------------------
 
 DVC_TRAPS = {
-    "train.lr": Raw("1e-3"),  # PyYAML: the string '1e-3'
+    "train.gradient.lr": Raw("1e-3"),  # PyYAML: the string '1e-3'
     "data.n": Raw("064"),  # PyYAML: 52 (octal)
     "data.seed": Raw("0o17"),  # PyYAML: the string '0o17'
     "train.seed": Raw("0x1F"),
-    "train.epochs": Raw("1_0"),  # PyYAML: 10 as well; YAML 1.2 core would say string
+    "train.gradient.epochs": Raw("1_0"),  # PyYAML: 10 as well; YAML 1.2 core would say string
     "data.r_max": Raw("2.0e+1"),
     "data.noise.xy": Raw("0"),
 }
@@ -408,8 +422,8 @@ def test_stage_view_equals_dvc_params(project, small_params) -> None:
             value = json.loads(value)
         widened = type(ours[key]) is float and type(value) is int  # `xy: 0` for a float field
         assert ours[key] == value and (type(ours[key]) is type(value) or widened), (key, ours[key], value)
-    assert theirs["train.lr"] == 0.001 and theirs["data.n"] == 64 and theirs["data.seed"] == 15
-    assert theirs["train.seed"] == 31 and theirs["train.epochs"] == 10
+    assert theirs["train.gradient.lr"] == 0.001 and theirs["data.n"] == 64 and theirs["data.seed"] == 15
+    assert theirs["train.seed"] == 31 and theirs["train.gradient.epochs"] == 10
 
 
 # Scalars where YAML 1.1 (PyYAML's own loaders) and YAML 1.2 (DVC's ruamel.yaml) part ways, and
@@ -514,12 +528,12 @@ def test_dvc_refuses_duplicate_keys_too(project, small_params) -> None:
     (repo / "params.yaml").write_text(text)
     git(repo, "commit", "-qam", "dup")
     proc = dvc(repo, "params", "diff", "--all", "--json", check=False)
-    assert "train.lr" not in proc.stdout  # DVC cannot read it either
+    assert "train.gradient.lr" not in proc.stdout  # DVC cannot read it either
     with pytest.raises(ConfigError, match="duplicate key"):
         load_params(repo / "params.yaml")
 
 
 def test_nan_is_rejected_though_dvc_would_show_it() -> None:
     # DVC shows `.nan` as NaN (and reports it changed on every diff, NaN != NaN); we refuse it.
-    msg = rejects(render({"train.weight_decay": Raw(".nan")}))
-    assert "train.weight_decay must be finite, got nan" in msg
+    msg = rejects(render({"train.gradient.weight_decay": Raw(".nan")}))
+    assert "train.gradient.weight_decay must be finite, got nan" in msg

@@ -1,4 +1,4 @@
-"""Training on CUDA: the captured step, its fallback, precisions and determinism.
+"""The gradient method on CUDA: the captured step, its fallback, precisions and determinism.
 
 Every test here needs an NVIDIA GPU and is skipped without one (`pytest -m cuda` selects them).
 """
@@ -13,12 +13,14 @@ import torch
 
 from circlefit import config
 from circlefit.config import ModelConfig, TrainConfig, from_mapping, parse_params
-from circlefit.data import generate, load_tutorial
+from circlefit.data.generate import generate, load_tutorial
+from circlefit.data.normalize import fit_stats
 from circlefit.device import CUBLAS_WORKSPACE, DeviceError, configure
-from circlefit.evaluate import predict, regression_metrics
-from circlefit.fast_step import FastStep
-from circlefit.normalize import fit_stats
-from circlefit.train import _optimizer, _schedule, train
+from circlefit.evaluate import regression_metrics
+from circlefit.numeric.mlp64 import predict
+from circlefit.train import Rows, train
+from circlefit.train.fast_step import FastStep
+from circlefit.train.gradient import _optimizer, _schedule
 
 from conftest import REPO, repo_params
 
@@ -30,9 +32,15 @@ CUDA = torch.device("cuda")
 PARAMS = parse_params((REPO / "params.yaml").read_text())
 
 
-def _cfg(**over: object) -> TrainConfig:
-    raw = repo_params()["train"] | {"device": "cuda", "epochs": 60, "lbfgs_steps": 40, "eval_every": 10} | over
+def _tcfg(**over: object) -> TrainConfig:
+    """The gradient method on CUDA; keys of train.gradient given flat."""
+    raw = repo_params()["train"] | {"method": "gradient", "device": "cuda"}
+    raw["gradient"] = raw["gradient"] | {"epochs": 60, "lbfgs_steps": 40, "eval_every": 10} | over
     return from_mapping(TrainConfig, raw, "test", "train")
+
+
+def _run(cfg: TrainConfig, model: ModelConfig, stats, ds):
+    return train(cfg, model, stats, Rows(ds.train, ds.val), "cuda")
 
 
 def _data(n: int):
@@ -41,25 +49,28 @@ def _data(n: int):
 
 
 def _rmse(result, ds) -> float:
-    return regression_metrics(predict(result.model, ds.test[:, :2]), ds.test)["rmse"]
+    return regression_metrics(predict(result.weights, ds.test[:, :2]), ds.test)["rmse"]
 
 
 @pytest.fixture(autouse=True)
 def _cuda_settings():
-    configure(CUDA, PARAMS.train.threads, "fp32")
+    configure("cuda", PARAMS.train.threads, "fp32")
     yield
-    configure(CUDA, PARAMS.train.threads, "fp32")
+    configure("cuda", PARAMS.train.threads, "fp32")
 
 
 @pytest.fixture(scope="module")
 def default_runs():
-    """The default params on CUDA: eager loop, graph, graph again (one run each, shared)."""
-    configure(CUDA, PARAMS.train.threads, PARAMS.train.precision)
+    """The gradient method's default params on CUDA: eager loop, graph, graph again (one run each, shared)."""
     ds, stats = _data(PARAMS.data.n)
-    cfg = config.replace(PARAMS.train, device="cuda")
+    cfg = config.replace(PARAMS.train, method="gradient", device="cuda")
+    steps = {
+        mode: config.replace(cfg, gradient=config.replace(cfg.gradient, cuda_graph=mode))
+        for mode in ("never", "always")
+    }
     runs = {
-        name: train(cfg, PARAMS.model, stats, ds.train, ds.val, CUDA, step_mode=mode)
-        for name, mode in (("eager", "eager"), ("graph", "graph"), ("graph2", "graph"))
+        name: _run(steps[mode], PARAMS.model, stats, ds)
+        for name, mode in (("eager", "never"), ("graph", "always"), ("graph2", "always"))
     }
     return ds, runs
 
@@ -86,40 +97,41 @@ def test_same_params_on_the_same_gpu_give_the_same_weights(default_runs):
     _, runs = default_runs
     a, b = runs["graph"], runs["graph2"]
     assert a.curve == b.curve
-    for (name, ta), tb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
-        assert torch.equal(ta, tb), name
+    for (wa, ba), (wb, bb) in zip(a.weights.layers, b.weights.layers, strict=True):
+        assert (wa == wb).all() and (ba == bb).all()
 
 
 def test_eager_cuda_is_repeatable_for_mini_batches_too():
     ds, stats = _data(2048)
-    cfg, mcfg = _cfg(batch_size=256, epochs=6, eval_every=2, lbfgs_steps=0), ModelConfig((32,), "relu")
-    a = train(cfg, mcfg, stats, ds.train, ds.val, CUDA)
-    b = train(cfg, mcfg, stats, ds.train, ds.val, CUDA)
+    cfg, mcfg = (
+        _tcfg(batch_size=256, epochs=6, eval_every=2, lbfgs_steps=0),
+        ModelConfig(hidden=(32,), activation="relu"),
+    )
+    a, b = _run(cfg, mcfg, stats, ds), _run(cfg, mcfg, stats, ds)
     assert a.summary["phase1_step"] == "eager"  # auto: mini-batches are not captured
     assert a.curve == b.curve
 
 
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_other_precisions_train_in_a_graph(precision):
-    configure(CUDA, 2, precision)
     ds, stats = _data(4096)
-    cfg, mcfg = _cfg(precision=precision, epochs=200, lbfgs_steps=0), ModelConfig((64, 64), "relu")
-    result = train(cfg, mcfg, stats, ds.train, ds.val, CUDA)
+    cfg, mcfg = _tcfg(precision=precision, epochs=200, lbfgs_steps=0), ModelConfig(hidden=(64, 64), activation="relu")
+    result = _run(cfg, mcfg, stats, ds)
     assert result.summary["phase1_step"] == "graph"
     assert result.curve[-1]["val_loss"] < result.curve[0]["val_loss"] / 10
 
 
 def test_cuda_graph_always_refuses_mini_batches():
     ds, stats = _data(1024)
-    cfg = _cfg(cuda_graph="always", batch_size=64)
-    with pytest.raises(DeviceError, match=r"train.cuda_graph is 'always' but train.batch_size 64"):
-        train(cfg, ModelConfig((16,), "relu"), stats, ds.train, ds.val, CUDA)
+    cfg = _tcfg(cuda_graph="always", batch_size=64)
+    with pytest.raises(DeviceError, match=r"train.gradient.cuda_graph is 'always' but train.gradient.batch_size 64"):
+        _run(cfg, ModelConfig(hidden=(16,), activation="relu"), stats, ds)
 
 
 def _syncing_step(required: bool) -> FastStep:
     """A step whose loss function reads a value on the host: legal eagerly, illegal in a capture."""
     ds, _ = _data(1024)
-    cfg = _cfg(epochs=20)
+    cfg = _tcfg(epochs=20).gradient
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)).to(CUDA)
     x = torch.from_numpy(ds.train[:, :2]).to(CUDA)
     y = torch.from_numpy(ds.train[:, 2:]).to(CUDA) / 100
@@ -137,7 +149,7 @@ def _syncing_step(required: bool) -> FastStep:
 
 def test_failed_capture_falls_back_to_the_eager_step_with_a_warning(caplog):
     step = _syncing_step(required=False)
-    with caplog.at_level(logging.WARNING, logger="circlefit.fast_step"):
+    with caplog.at_level(logging.WARNING, logger="circlefit.train.fast_step"):
         losses = [float(step.step()) for _ in range(10)]
     assert not step.captured
     assert "capture of the training step failed" in caplog.text
@@ -154,9 +166,9 @@ def test_failed_capture_is_an_error_when_the_graph_is_required():
 
 
 def test_configure_turns_on_deterministic_cuda():
-    configure(CUDA, 2, "tf32")
+    configure("cuda", 2, "tf32")
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.backends.cuda.matmul.allow_tf32
-    configure(CUDA, 2, "fp32")
+    configure("cuda", 2, "fp32")
     assert not torch.backends.cuda.matmul.allow_tf32

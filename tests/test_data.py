@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from circlefit.config import DataConfig, from_mapping, split_counts
-from circlefit.data import SPLITS, Dataset, generate, labels_of, load_tutorial, summarize
+from circlefit.config import DataConfig, from_mapping
+from circlefit.data.generate import SPLITS, Dataset, generate, labels_of, load_tutorial, summarize
 from circlefit.io import DataError
 
 from conftest import REPO, merge, repo_params
@@ -191,7 +191,7 @@ def test_ood_ring(tutorial_xy: np.ndarray, source: str, radius: float | None) ->
 def test_split_sizes(tutorial_xy: np.ndarray, n: int, split: tuple[float, float, float]) -> None:
     frac = dict(zip(SPLITS, split, strict=True))
     ds = make(tutorial_xy, n=n, split=frac)
-    counts = split_counts(n, data_cfg(n=n, split=frac).split)
+    counts = data_cfg(n=n, split=frac).split.counts(n)
     assert sum(counts.values()) == n
     for name in SPLITS:
         assert getattr(ds, name).shape == (counts[name], 3)

@@ -86,7 +86,7 @@ def test_fresh_clone_reproduces_head_without_churn(history, tmp_path):
 
 def test_report_end_to_end(history, tmp_path):
     out = tmp_path / "review" / "report.md"
-    run([sys.executable, "-m", "circlefit.report", "HEAD~1", "HEAD", "-o", str(out)], history)
+    run([sys.executable, "-m", "circlefit", "report", "HEAD~1", "HEAD", "-o", str(out)], history)
     text = out.read_text()
     assert text.startswith("## circlefit: `HEAD~1` → `HEAD`")
     assert "| `train.lstsq.margin` | 0.05 | 0.04 |  |" in text

@@ -41,8 +41,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from circlefit.config import DistributedConfig
-from circlefit.distributed import Dist, from_env, shard, shard_size
-from circlefit.launch import DistributedError, torchrun_command
+from circlefit.train.distributed import Dist, from_env, shard, shard_size
+from circlefit.train.launch import DistributedError, torchrun_command
 
 from conftest import BIN, SMALL, copy_project, dump_yaml, env, git, merge, repo_params, run
 
@@ -50,7 +50,7 @@ ADAM_RTOL = 1e-5  # Adam-phase train/val loss per evaluation, relative (measured
 LBFGS_RTOL = 1e-3  # every L-BFGS evaluation, relative (measured ≤ 6e-5)
 FINAL_RTOL = 1e-3  # final test RMSE and best validation loss, relative (measured ≤ 2.6e-5)
 LBFGS_STEPS = 5
-TWO_RANKS = {"train": {"lbfgs_steps": LBFGS_STEPS, "distributed": {"enabled": True, "nproc_per_node": 2}}}
+TWO_RANKS = {"train": {"gradient": {"lbfgs_steps": LBFGS_STEPS}, "distributed": {"enabled": True, "nproc_per_node": 2}}}
 OUTPUTS = ("data/model/weights.safetensors", "data/train/loss.tsv", "data/train/summary.json")
 
 
@@ -89,15 +89,15 @@ def test_torchrun_is_standalone_unless_a_rendezvous_is_configured() -> None:
 
 
 def test_params_must_say_what_torchrun_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert from_env(DistributedConfig(False, 2, "auto")) is None  # not under torchrun
+    assert from_env(DistributedConfig(enabled=False, nproc_per_node=2, backend="auto")) is None  # not under torchrun
     for key, value in {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1",
                        "LOCAL_WORLD_SIZE": "2"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
-    assert from_env(DistributedConfig(True, 2, "auto")) == Dist(1, 4, 1, 2)
+    assert from_env(DistributedConfig(enabled=True, nproc_per_node=2, backend="auto")) == Dist(1, 4, 1, 2)
     with pytest.raises(DistributedError, match=r"p\.yaml: train\.distributed\.enabled is false"):
-        from_env(DistributedConfig(False, 2, "auto"), "p.yaml")
+        from_env(DistributedConfig(enabled=False, nproc_per_node=2, backend="auto"), "p.yaml")
     with pytest.raises(DistributedError, match=r"nproc_per_node is 3, but torchrun started 2 ranks"):
-        from_env(DistributedConfig(True, 3, "auto"))
+        from_env(DistributedConfig(enabled=True, nproc_per_node=3, backend="auto"))
 
 
 # ---- the stage under torchrun ----------------------------------------------------------
@@ -119,7 +119,7 @@ def _rel(a: float | str, b: float | str) -> float:
     return abs(float(a) - float(b)) / abs(float(b))
 
 
-BASE = merge(SMALL, {"train": {"method": "gradient", "lbfgs_steps": LBFGS_STEPS}})
+BASE = merge(SMALL, {"train": {"method": "gradient", "gradient": {"lbfgs_steps": LBFGS_STEPS}}})
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_two_ranks_reach_the_metrics_of_one_process(one_and_two: tuple[dict[str,
     assert two["summary"]["world_size"] == 2 and two["summary"]["backend"] == "gloo"
     assert two["summary"]["threads"] == 1  # train.threads (2) shared by the 2 ranks
     assert two["summary"]["train_rows"] == one["summary"]["train_rows"]  # the shards together
-    assert two["summary"]["steps"] == one["summary"]["steps"] == SMALL["train"]["epochs"] + LBFGS_STEPS
+    assert two["summary"]["steps"] == one["summary"]["steps"] == SMALL["train"]["gradient"]["epochs"] + LBFGS_STEPS
     assert [(r["step"], r["phase"], r["lr"]) for r in two["curve"]] == [
         (r["step"], r["phase"], r["lr"]) for r in one["curve"]
     ]
@@ -176,11 +176,17 @@ def test_lstsq_on_two_ranks_gives_the_one_process_bytes(tmp_path: Path) -> None:
 def test_minibatch_ranks_learn(project) -> None:
     """Mini-batches per shard: the same steps as one process (batch_size is global), and it learns."""
     repo = project(
-        {"train": {"method": "gradient", "batch_size": 256, "lbfgs_steps": 0, "distributed": {"enabled": True}}}
+        {
+            "train": {
+                "method": "gradient",
+                "gradient": {"batch_size": 256, "lbfgs_steps": 0},
+                "distributed": {"enabled": True},
+            }
+        }
     )
     run([str(BIN / "dvc"), "repro", "train"], repo)
     summary = json.loads((repo / "data/train/summary.json").read_text())
-    steps_one_process = SMALL["train"]["epochs"] * math.ceil(summary["train_rows"] / 256)
+    steps_one_process = SMALL["train"]["gradient"]["epochs"] * math.ceil(summary["train_rows"] / 256)
     assert summary["world_size"] == 2 and summary["steps"] == steps_one_process
     curve = _curve(repo)
     assert float(curve[-1]["val_loss"]) < float(curve[0]["val_loss"]) / 4, curve
@@ -240,7 +246,7 @@ def _ranks(tag: str) -> dict[int, int]:
 @pytest.mark.slow
 def test_a_killed_rank_fails_the_stage_with_no_outputs(project) -> None:
     repo = project(
-        {"train": {"method": "gradient", "epochs": 1_000_000, "distributed": {"enabled": True}}}
+        {"train": {"method": "gradient", "gradient": {"epochs": 1_000_000}, "distributed": {"enabled": True}}}
     )  # until killed
     run([str(BIN / "dvc"), "repro", "normalize"], repo)
     lock = (repo / "dvc.lock").read_bytes()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
-from circlefit.predict import load_session, predict
+from circlefit.runtime import load_session, predict
 
 from conftest import BIN, dump_yaml, dvc, git, run
 

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from circlefit.config import ModelConfig
-from circlefit.evaluate import band_errors, evaluate, plot_rows, predict, regression_metrics
-from circlefit.model import CircleModel, build_model
-from circlefit.normalize import Stats
-from circlefit.reference import Weights
+from circlefit.config import EvaluateConfig, ModelConfig
+from circlefit.data.normalize import Stats
+from circlefit.data.store import Manifest
+from circlefit.evaluate import band_errors, evaluate, plot_data, plot_rows, regression_metrics
+from circlefit.model.network import CircleModel, build_model
+from circlefit.numeric.mlp64 import Weights, predict
 
 REGRESSION_KEYS = {"rmse", "mae", "max_abs_err", "r2", "rel_rmse_r_ge_1", "n"}
 
@@ -107,7 +108,7 @@ STATS = Stats(mean=(0.0, 0.0, 133.0), std=(11.5, 11.5, 66.0), count=10, min_std=
 
 @pytest.fixture(scope="module")
 def model() -> CircleModel:
-    return build_model(ModelConfig((16,), "relu"), STATS, torch.Generator().manual_seed(0)).eval()
+    return build_model(ModelConfig(hidden=(16,), activation="relu"), STATS, torch.Generator().manual_seed(0)).eval()
 
 
 def weights_of(model: CircleModel) -> Weights:
@@ -118,10 +119,10 @@ def test_predict_batches_agree(model: CircleModel) -> None:
     xy = np.random.default_rng(1).uniform(-20, 20, size=(1000, 2)).astype(np.float32)
     whole = predict(weights_of(model), xy)
     assert whole.shape == (1000,) and whole.dtype == np.float64
-    # Bit for bit: each row's sums are exact before one rounding (circlefit.exact), whatever the batch.
-    np.testing.assert_array_equal(predict(weights_of(model), xy, batch_size=7), whole)
+    # Bit for bit: each row's sums are exact before one rounding (circlefit.numeric.exact), whatever the block.
+    np.testing.assert_array_equal(predict(weights_of(model), xy, block_rows=7), whole)
     # PyTorch's float32 forward is the same function up to float32 rounding, which the parity
-    # tolerance bounds (circlefit.parity.Tolerance: rtol 1e-5 of |y| + |label_mean| + label_std).
+    # tolerance bounds (circlefit.export.parity.Tolerance: rtol 1e-5 of |y| + |label_mean| + label_std).
     with torch.no_grad():
         got = model(torch.from_numpy(xy))[:, 0].numpy().astype(np.float64)
     bound = 1e-5 * (np.abs(whole) + abs(STATS.mean[2]) + STATS.std[2])
@@ -135,7 +136,8 @@ def test_evaluate_is_complete_and_consistent(model: CircleModel) -> None:
         for name, n, lim in (("test", 300, 14.0), ("ood", 100, 16.0), ("tutorial", 36, 10.0))
     }
     weights = weights_of(model)
-    metrics, preds = evaluate(weights, splits, 133.0, r_max=20.0, bands=5, batch_size=64)
+    cfg = EvaluateConfig(bands=5, plot_points=40, batch_size=64)
+    metrics, preds = evaluate(weights, splits, 133.0, Manifest(train_radius=20.0, held_out=True), cfg)
     assert_metrics_complete(metrics, bands=5)
     for name, rows in splits.items():
         np.testing.assert_array_equal(preds[name], predict(weights, rows[:, :2]))
@@ -145,6 +147,10 @@ def test_evaluate_is_complete_and_consistent(model: CircleModel) -> None:
     assert metrics["baseline_constant_mean"]["test_rmse"] == baseline
     assert metrics["test"]["rmse_ratio_vs_constant"] == pytest.approx(metrics["test"]["rmse"] / baseline)
     assert sum(b["n"] for b in metrics["test_by_radius"].values()) == 300  # all test radii < r_max
+    assert metrics["test"]["held_out"] is True
+    test_rows, radius_rows = plot_data(splits, preds, cfg.plot_points)
+    assert test_rows == plot_rows(splits["test"], preds["test"], 40)
+    assert [r["split"] for r in radius_rows] == ["test"] * 40 + ["ood"] * 10
 
 
 def test_plot_rows() -> None:

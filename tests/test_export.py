@@ -18,20 +18,13 @@ import torch
 from onnx import helper
 
 from circlefit.config import ConfigError
-from circlefit.export import (
-    HASHED_SECTIONS,
-    Bundle,
-    annotate,
-    check_stats,
-    export_onnx,
-    params_digest,
-    provenance,
-    strip_metadata,
-    write_verified,
-)
+from circlefit.contract import INPUT_NAME
+from circlefit.errors import PredictError
+from circlefit.export.bundle import Bundle, check_stats, write_verified
+from circlefit.export.graph import HASHED_SECTIONS, annotate, export_onnx, params_digest, provenance, strip_metadata
+from circlefit.export.parity import ParityError, Tolerance, parity_inputs
 from circlefit.io import DataError
-from circlefit.parity import ParityError, Tolerance, parity_inputs
-from circlefit.predict import CHUNK_ROWS, INPUT_NAME, PredictError, load_session, predict, run
+from circlefit.runtime import CHUNK_ROWS, load_session, predict, run
 
 from conftest import REPO
 from tiny_model import Tiny, tiny_model
@@ -101,7 +94,7 @@ def test_parity_summary_covers_every_set_and_both_runtimes(tiny: Tiny, exported:
     assert sorted(parity["runtimes"]) == ["onnx.reference", "onnxruntime", "pytorch"]
     assert parity["runtimes"]["onnxruntime"]["version"] == ort.__version__
     assert parity["runtimes"]["pytorch"]["version"] == torch.__version__
-    assert "float64" in parity["reference"] and parity["tolerance"]["rtol"] == cfg.rtol
+    assert "float64" in parity["expected"] and parity["tolerance"]["rtol"] == cfg.rtol
     for r in parity["runtimes"].values():  # portable: a verdict and the bound it met, no machine-specific maxima
         assert r == {"version": r["version"], "points": sum(sizes.values()), "verdict": "within tolerance"}
 

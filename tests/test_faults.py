@@ -27,7 +27,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from circlefit.config import load_params
-from circlefit.export import params_digest
+from circlefit.export.graph import params_digest
 
 from conftest import BIN, FIGURES, dump_yaml, dvc, env, git
 
@@ -205,7 +205,8 @@ def test_keep_going_with_a_failing_train_runs_nothing_on_a_stale_model(clean: Cl
     repo = copy(clean, tmp_path / "proj")
     good = (repo / "params.yaml").read_text()
     params = YAML(typ="safe").load(good)
-    params["train"].update(method="gradient", optimizer="sgd", lr=1e10, schedule="constant")  # diverges at once
+    params["train"]["method"] = "gradient"
+    params["train"]["gradient"].update(optimizer="sgd", lr=1e10, schedule="constant")  # diverges at once
     dump_yaml(params, repo / "params.yaml")
     before = snapshot(repo)
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from circlefit.config import ModelConfig
-from circlefit.model import MLP, CircleModel, build_model, fold_normalizer
-from circlefit.normalize import Stats
+from circlefit.data.normalize import Stats
+from circlefit.model.network import MLP, CircleModel, build_model, fold_normalizer
 
 STATS = Stats(mean=(0.5, -1.5, 130.0), std=(11.0, 9.0, 70.0), count=100, min_std=1e-6)
 
@@ -29,7 +29,7 @@ NUMPY_ACT = {
 
 
 def model(hidden: tuple[int, ...] = (16, 8), activation: str = "relu", seed: int = 0) -> CircleModel:
-    return build_model(ModelConfig(hidden, activation), STATS, torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+    return build_model(ModelConfig(hidden=hidden, activation=activation), STATS, torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
 
 
 def numpy_forward(m: CircleModel, xy: np.ndarray, activation: str) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_wrapper_standardizes_with_its_buffers() -> None:
 
 def test_buffers_travel_in_the_state_dict() -> None:
     m = model()
-    fresh = CircleModel(ModelConfig((16, 8), "relu"))  # identity stats
+    fresh = CircleModel(ModelConfig(hidden=(16, 8), activation="relu"))  # identity stats
     assert fresh.xy_std.tolist() == [1.0, 1.0] and fresh.label_mean.tolist() == [0.0]
     fresh.load_state_dict(m.state_dict())
     xy = torch.from_numpy(points(5))

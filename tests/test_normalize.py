@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from circlefit.config import DataConfig, from_mapping
-from circlefit.data import generate, load_tutorial
+from circlefit.data.generate import generate, load_tutorial
+from circlefit.data.normalize import BUFFERS, EPS_POLICY, Stats, fit_stats, stats_from_json
 from circlefit.io import DataError, read_json, write_json
-from circlefit.normalize import EPS_POLICY, Stats, fit_stats, stats_from_json
 
 from conftest import REPO, merge, repo_params
 
@@ -56,11 +56,14 @@ def test_fit_stats_on_a_memory_map(tmp_path: Path) -> None:
     assert fit_stats(mapped, 1e-6) == fit_stats(arr, 1e-6)
 
 
-def test_xy_properties() -> None:
+def test_buffers_are_the_stats_as_a_model_stores_them() -> None:
     stats = fit_stats(rows(100), 1e-6)
-    assert stats.xy_mean.dtype == np.float32 and stats.xy_std.dtype == np.float32
-    np.testing.assert_array_equal(stats.xy_mean, np.float32(stats.mean[:2]))
-    np.testing.assert_array_equal(stats.xy_std, np.float32(stats.std[:2]))
+    buffers = stats.buffers()
+    assert tuple(buffers) == BUFFERS and all(b.dtype == np.float32 for b in buffers.values())
+    np.testing.assert_array_equal(buffers["xy_mean"], np.float32(stats.mean[:2]))
+    np.testing.assert_array_equal(buffers["xy_std"], np.float32(stats.std[:2]))
+    np.testing.assert_array_equal(buffers["label_mean"], np.float32([stats.label_mean]))
+    np.testing.assert_array_equal(buffers["label_std"], np.float32([stats.label_std]))
 
 
 @pytest.mark.parametrize(("col", "name"), [(0, "x"), (1, "y"), (2, "label")])

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from circlefit.predict import load_session, predict
+from circlefit.runtime import load_session, predict
 
 from conftest import BIN, env
 from tiny_model import tiny_model

@@ -124,7 +124,7 @@ def test_report_module_does_not_import_torch():
 
 def test_cli_names_a_bad_revision(project):
     repo = project()
-    proc = run([sys.executable, "-m", "circlefit.report", "no-such-rev", "-o", "r.md"], repo, check=False)
+    proc = run([sys.executable, "-m", "circlefit", "report", "no-such-rev", "-o", "r.md"], repo, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"circlefit report: error: `dvc params diff no-such-rev --json` failed in {repo}: "

@@ -19,7 +19,8 @@ from onnx.backend.test import runner as backend_runner
 from onnx.backend.test.case.test_case import TestCase
 from onnx.backend.test.runner import Runner
 
-from circlefit.zoo import TEST_DATA_SET, read_test_data_set
+from circlefit.contract import TEST_DATA_SET
+from circlefit.export.zoo import read_test_data_set
 
 from tiny_model import tiny_model
 

@@ -6,14 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from circlefit.config import Params, from_mapping
-from circlefit.data import Dataset, generate, load_tutorial
-from circlefit.export import Bundle, export_bundle
-from circlefit.model import CircleModel
-from circlefit.normalize import Stats, fit_stats
-from circlefit.train import train
+from circlefit.data.generate import Dataset, generate, load_tutorial
+from circlefit.data.normalize import Stats, fit_stats
+from circlefit.export.bundle import Bundle, export_bundle
+from circlefit.model.network import CircleModel, to_module
+from circlefit.train import Rows, train
 
 from conftest import REPO, SMALL, merge, repo_params
 
@@ -22,7 +20,7 @@ TINY: dict[str, Any] = merge(
     {
         "data": {"n": 512, "ood": {"n": 128}},
         "model": {"hidden": [16]},
-        "train": {"epochs": 40, "lbfgs_steps": 0, "eval_every": 10},
+        "train": {"gradient": {"epochs": 40, "lbfgs_steps": 0, "eval_every": 10}},
         "export": {"probes": 24, "parity_random": 128, "parity_large_batch": 1024},
     },
 )
@@ -50,5 +48,5 @@ def tiny_model(overrides: dict[str, Any] | None = None) -> Tiny:
     params = from_mapping(Params, merge(merge(repo_params(), TINY), overrides or {}))
     ds = generate(params.data, load_tutorial(REPO / "data/tutorial36.csv"))
     stats = fit_stats(ds.train, params.normalize.min_std)
-    result = train(params.train, params.model, stats, ds.train, ds.val, torch.device("cpu"))
-    return Tiny(params, ds, stats, result.model.eval())
+    result = train(params.train, params.model, stats, Rows(ds.train, ds.val))
+    return Tiny(params, ds, stats, to_module(result.weights))

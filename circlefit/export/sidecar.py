@@ -10,12 +10,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from circlefit.parity import Tolerance
-from circlefit.predict import sha256_hex
+from circlefit.contract import PROBES_FORMAT, SIDECAR_FORMAT, sha256_hex
+from circlefit.export.parity import Tolerance
 
 __all__ = [
-    "PROBES_FORMAT",
-    "SIDECAR_FORMAT",
     "ParityRecord",
     "ProbesRef",
     "Provenance",
@@ -25,8 +23,6 @@ __all__ = [
     "probes_json",
 ]
 
-SIDECAR_FORMAT = "circlefit-onnx-sidecar/1"
-PROBES_FORMAT = "circlefit-probes/1"
 _DTYPES: dict[int, str] = {onnx.TensorProto.FLOAT: "float32"}
 
 
@@ -71,7 +67,7 @@ def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha2
         "tolerance": {
             **tol.to_json(),
             "how": (
-                "expected = the stored float32 weights evaluated in float64 (circlefit.reference); "
+                "expected = the stored float32 weights evaluated in float64 (circlefit.numeric.mlp64); "
                 "compare |got - expected| <= rtol * (|expected| + offset)"
             ),
             "offset": abs(tol.label_mean) + tol.label_std,
@@ -88,7 +84,7 @@ class Provenance:
 
     normalization: Mapping[str, Any]  # circlefit.normalize.Stats.to_json()
     train_radius: float
-    params: Mapping[str, Any]  # the params sections that determine the file (circlefit.export.HASHED_SECTIONS)
+    params: Mapping[str, Any]  # the params sections that determine the file (circlefit.export.graph.HASHED_SECTIONS)
     params_sha256: str  # of dumps_json(params)
     exporter: str
     metrics: Mapping[str, Any]  # the evaluate stage's metrics, copied
@@ -106,7 +102,7 @@ class Provenance:
 
 @dataclass(frozen=True)
 class ParityRecord:
-    """What the parity gate found (circlefit.parity.check_parity's summary) and the size of each input set."""
+    """What the parity gate found (circlefit.export.parity.check_parity's summary) and the size of each input set."""
 
     summary: Mapping[str, Any]
     sets: Mapping[str, int]

@@ -16,14 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["TEST_DATA_SET", "read_test_data_set", "write_test_data_set", "zoo_dir"]
-
-TEST_DATA_SET = "test_data_set_0"
-
-
-def zoo_dir(model: str | Path) -> Path:
-    """Where the test data set of `model` lives: `X/model.onnx` → `X/test_data_set_0`."""
-    return Path(model).parent / TEST_DATA_SET
+__all__ = ["read_test_data_set", "write_test_data_set"]
 
 
 def _tensor(value: onnx.ValueInfoProto, array: np.ndarray) -> bytes:

@@ -22,14 +22,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from circlefit.config import PARAMS_FILE, TrainConfig
+from circlefit.config import PARAMS_FILE, GradientConfig
 from circlefit.errors import DeviceError
 
 __all__ = ["GRAPH_OPTIMIZERS", "FastStep", "StepMode", "choose_mode", "flatten_params", "schedule_table"]
 
 log = logging.getLogger(__name__)
 
-StepMode = Literal["eager", "static", "graph"]  # train.py's loop | FastStep eagerly | FastStep as a CUDA graph
+StepMode = Literal["eager", "static", "graph"]  # gradient.py's loop | FastStep eagerly | FastStep as a CUDA graph
 GRAPH_OPTIMIZERS = ("adam", "adamw")  # their single-tensor update takes a tensor beta1 without a host sync
 WARMUP_STEPS = 3  # eager steps on a side stream before capture: lazy optimizer state, cuBLAS handles
 ALIGN = 64  # elements: each parameter's view starts 256-byte aligned, as its own allocation would
@@ -40,7 +40,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def graph_blockers(
-    cfg: TrainConfig, device: torch.device, full_batch: bool, need_cuda: bool = True, distributed: bool = False
+    cfg: GradientConfig, device: torch.device, full_batch: bool, need_cuda: bool = True, distributed: bool = False
 ) -> list[str]:
     """Why the phase-1 step cannot be a CUDA graph here (empty: it can)."""
     reasons = []
@@ -49,36 +49,32 @@ def graph_blockers(
     if need_cuda and device.type != "cuda":
         reasons.append(f"the device is {device.type} (CUDA graphs need CUDA)")
     if not full_batch:
-        reasons.append(f"train.batch_size {cfg.batch_size} makes mini-batches (the captured step is full-batch)")
+        reasons.append(
+            f"train.gradient.batch_size {cfg.batch_size} makes mini-batches (the captured step is full-batch)"
+        )
     if cfg.optimizer not in GRAPH_OPTIMIZERS:
-        reasons.append(f"train.optimizer is {cfg.optimizer} (the captured step supports {', '.join(GRAPH_OPTIMIZERS)})")
+        reasons.append(
+            f"train.gradient.optimizer is {cfg.optimizer} (the captured step supports {', '.join(GRAPH_OPTIMIZERS)})"
+        )
     return reasons
 
 
 def choose_mode(
-    cfg: TrainConfig,
-    device: torch.device,
-    full_batch: bool,
-    source: str = PARAMS_FILE,
-    override: StepMode | None = None,
-    distributed: bool = False,
+    cfg: GradientConfig, device: torch.device, full_batch: bool, source: str = PARAMS_FILE, distributed: bool = False
 ) -> StepMode:
-    """`never` → eager; `auto` → graph where possible, else eager; `always` → graph, or an error.
+    """`never` → eager; `auto` → graph where possible, else eager; `always` → graph, or an error naming `source`.
 
-    `override` (tests, benchmarks) forces a mode; "static" needs all but CUDA, "graph" all.
+    "static" (the graph's step run eagerly) is what a failed capture falls back to (FastStep).
     """
-    if override is not None:
-        blockers = graph_blockers(cfg, device, full_batch, need_cuda=override == "graph", distributed=distributed)
-        if override != "eager" and blockers:
-            raise ValueError(f"step mode {override!r} is not possible: {'; '.join(blockers)}")
-        return override
     if cfg.cuda_graph == "never" or cfg.epochs == 0:
         return "eager"
     blockers = graph_blockers(cfg, device, full_batch, distributed=distributed)
     if not blockers:
         return "graph"
     if cfg.cuda_graph == "always":
-        raise DeviceError(f"{source}: train.cuda_graph is 'always' but {'; '.join(blockers)}; set it to auto or never")
+        raise DeviceError(
+            f"{source}: train.gradient.cuda_graph is 'always' but {'; '.join(blockers)}; set it to auto or never"
+        )
     if device.type == "cuda":
         log.info("phase 1 runs eagerly: %s", "; ".join(blockers))
     return "eager"

@@ -1,4 +1,4 @@
-"""Circle/disk coordinate data: pure, seeded generators and splits (numpy only)."""
+"""Circle/disk coordinate data: pure, seeded generators and splits (numpy only, no IO but the tutorial CSV)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from circlefit.config import TUTORIAL_POINTS, DataConfig, split_counts
+from circlefit.config import DataConfig
 from circlefit.errors import DataError
 
-__all__ = ["SPLITS", "Dataset", "generate", "labels_of", "load_tutorial", "summarize"]
+__all__ = ["SPLITS", "TUTORIAL_POINTS", "Dataset", "generate", "labels_of", "load_tutorial", "summarize"]
 
 SPLITS = ("train", "val", "test")
+TUTORIAL_POINTS = 36  # the source tutorial's points, all on one circle of radius ≈ 14
 _CHUNK = 1 << 20  # rows drawn per RNG call; fixed so outputs never depend on memory
 
 
@@ -106,7 +107,7 @@ def generate(cfg: DataConfig, tutorial_xy: np.ndarray) -> Dataset:
         rows = np.empty((cfg.n, 3), dtype=np.float32)
         _fill(rng, cfg, rows)  # i.i.d. rows: contiguous slices are random splits
         train_radius = cfg.radius if cfg.source == "circle" else cfg.r_max
-        counts = split_counts(len(rows), cfg.split)
+        counts = cfg.split.counts(len(rows))
         a, b = counts["train"], counts["train"] + counts["val"]
         train, val, test = rows[:a], rows[a:b], rows[b:]
     ood = _with_labels(_ring(rng, train_radius, train_radius * (1 + cfg.ood.width), cfg.ood.n))

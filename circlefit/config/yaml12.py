@@ -132,7 +132,8 @@ def load(text: str, source: str) -> Any:
         # next key); the key it belongs to is where it started.
         started = (e.context or "").startswith(("while scanning a", "while parsing a flow"))
         at = e.context_mark if started and e.context_mark else mark
-        key = _key_at(text, at.line) if at else ""
+        line = _unclosed_quote(text, at.line) if at else None  # a quote can run on to close in a later comment
+        key = _key_at(text, at.line if line is None else line) if at else ""
         where = f" at {key}{where}" if key else where
         problem = " ".join((e.problem or e.context or "malformed YAML").split())
         raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
@@ -147,15 +148,28 @@ def load(text: str, source: str) -> Any:
 _KEY_LINE = re.compile(r"^([ \t]*)([^\s#'\"\[{&*!|>%@`-][^:#]*?)[ \t]*:(?:[ \t]+(.*))?$")
 
 
+def _unclosed_quote(text: str, last: int) -> int | None:
+    """The first line up to `last` (0-based) whose value opens a quote it does not close, if any."""
+    for i, raw in enumerate(text.splitlines()[: last + 1]):
+        m = _KEY_LINE.match(raw)
+        value = (m.group(3) or "").strip() if m else ""
+        if value[:1] in ("'", '"') and value[0] not in value[1:]:
+            return i
+    return None
+
+
 def _key_at(text: str, line: int) -> str:
     """The dotted key of block-style YAML `text` at 0-based `line` (by indentation), for error messages."""
     parents: list[tuple[int, str]] = []
-    key = ""
+    key, previous = "", 0
     for i, raw in enumerate(text.splitlines()[: line + 1]):
         m = _KEY_LINE.match(raw)
         if m is None:
             continue
         indent, name, value = len(m.group(1)), m.group(2).strip(), (m.group(3) or "").strip()
+        if "\t" in m.group(1):  # YAML has no tab indentation: read it as the level of the key line before
+            indent = previous
+        previous = indent
         while parents and parents[-1][0] >= indent:
             parents.pop()
         if i == line:

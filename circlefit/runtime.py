@@ -1,11 +1,14 @@
-"""Answer x² + y² from the exported ONNX file alone, with onnxruntime (this module never imports torch)."""
+"""The exported model in onnxruntime: a checked session and predictions (this module never imports torch).
+
+What the CLI, the export's parity gate and consumers' code use to run the file: `load_session`
+refuses a file whose sha256 disagrees with its sidecar or whose I/O is not the contract
+(circlefit.contract); `predict` runs rows in cache-sized chunks.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +16,11 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
+from circlefit.contract import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.errors import PredictError
 
-__all__ = [
-    "CHUNK_ROWS",
-    "INPUT_NAME",
-    "OUTPUT_NAME",
-    "PredictError",
-    "load_session",
-    "parse_csv",
-    "parse_points",
-    "predict",
-    "run",
-    "sha256_hex",
-    "sidecar_path",
-]
+__all__ = ["CHUNK_ROWS", "PredictError", "load_session", "predict", "run"]
 
-INPUT_NAME = "xy"  # float32 [batch, 2]: raw coordinates
-OUTPUT_NAME = "x2_plus_y2"  # float32 [batch, 1]: raw prediction of x² + y²
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Rows per onnxruntime call. One call over a large batch writes its whole [rows, width] hidden
 # layer to memory and reads it back; 1 024 rows × 256 float32 (1 MiB) stay in a core's L2 cache.
 # The measured gain over one call: BENCHMARKS.md ("Inference", bench/inference.py).
@@ -41,15 +30,6 @@ _ORT_ERRORS = tuple(
     for n in ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented", "EPFail")
     if hasattr(_ort_state, n)
 )
-
-
-def sidecar_path(model: str | Path) -> Path:
-    """The JSON sidecar that sits beside a model: `model.onnx` → `model.json`."""
-    return Path(model).with_suffix(".json")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _first_line(e: BaseException) -> str:
@@ -155,40 +135,3 @@ def _run_chunked(session: ort.InferenceSession, xy: np.ndarray, chunk_rows: int)
 def predict(session: ort.InferenceSession, xy: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """Predictions [N] float32 for raw coordinates xy float32 [N, 2], `chunk_rows` rows per call."""
     return run(session, {INPUT_NAME: xy}, chunk_rows)[:, 0]
-
-
-def _number(text: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise PredictError(f"{where}: {text.strip()!r} is not a number") from None
-    if not math.isfinite(value) or abs(value) > _FLOAT32_MAX:
-        raise PredictError(f"{where}: {text.strip()!r} is not a finite float32 number")
-    return value
-
-
-def parse_points(tokens: Iterable[str]) -> np.ndarray:
-    """Command-line numbers `x1 y1 x2 y2 …` → float32 [N, 2]."""
-    tokens = list(tokens)
-    if len(tokens) % 2:
-        raise PredictError(f"points come as pairs 'x y'; got {len(tokens)} numbers (an odd count)")
-    values = [_number(t, f"argument {i + 1}") for i, t in enumerate(tokens)]
-    return np.asarray(values, dtype=np.float32).reshape(-1, 2)
-
-
-def parse_csv(text: str, source: str) -> np.ndarray:
-    """CSV text with two columns x,y (an optional header `x,y`; blank lines ignored) → float32 [N, 2]."""
-    rows: list[tuple[float, float]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        fields = line.split(",")
-        if not rows and [f.strip().lower() for f in fields] == ["x", "y"]:
-            continue
-        if len(fields) != 2:
-            raise PredictError(f"{source}, line {number}: expected 2 values 'x,y', got {len(fields)}: {line.strip()!r}")
-        where = f"{source}, line {number}"
-        rows.append((_number(fields[0], where), _number(fields[1], where)))
-    if not rows:
-        raise PredictError(f"{source}: no points (expected lines 'x,y')")
-    return np.asarray(rows, dtype=np.float32)

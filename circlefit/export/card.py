@@ -8,29 +8,33 @@ deterministic (no times, no absolute paths), so the card is a reproducible DVC o
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from circlefit.zoo import TEST_DATA_SET
+from circlefit.contract import TEST_DATA_SET, sidecar_path
 
-__all__ = ["CARD_NAME", "card_path", "front_matter", "model_card"]
+__all__ = ["front_matter", "model_card"]
 
-CARD_NAME = "README.md"
 TAGS = ["onnx", "regression", "tabular-regression", "mlp", "synthetic", "circlefit"]
+_BASELINE = "baseline_constant_mean"  # a yardstick in metrics.json, not a result of this model
+_METHODS = {  # train.method -> how the card says the model was trained
+    "lstsq": (
+        "by least squares: the hidden units' hinges are placed where the training rows are, along a few "
+        "directions, and the output layer is solved exactly in float64 (circlefit's `train.method: lstsq`)"
+    ),
+    "gradient": (
+        "by gradient descent: PyTorch's initialization, a first-order optimizer, then full-batch L-BFGS "
+        "(circlefit's `train.method: gradient`)"
+    ),
+}
 _SPLITS = {  # metrics.json section -> how the card names the data it was measured on
     "test": "held-out test split (inside the training radius)",
     "ood": "out-of-domain ring just outside the training radius",
     "tutorial": "the 36-point tutorial set",
     "baseline_constant_mean": "constant-mean baseline on the test split",
 }
-
-
-def card_path(model: str | Path) -> Path:
-    """The card beside `model`: `X/model.onnx` → `X/README.md`."""
-    return Path(model).parent / CARD_NAME
 
 
 def _number(v: Any) -> bool:
@@ -57,12 +61,12 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def front_matter(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """The YAML metadata block: license, library, tags and a model-index with every numeric metric."""
+    """The YAML metadata block: license, library, tags and a model-index with every numeric metric of the model."""
     metrics = sidecar.get("metrics", {})
     results = []
     for section in sorted(metrics):
         values = metrics[section]
-        if not isinstance(values, dict):
+        if not isinstance(values, dict) or section == _BASELINE:
             continue
         rows = [{"type": k, "value": v, "name": f"{section} {k}"} for k, v in sorted(values.items()) if _number(v)]
         rows = [r for r in rows if r["type"] != "n"]  # a count, not a metric
@@ -81,6 +85,13 @@ def front_matter(sidecar: dict[str, Any]) -> dict[str, Any]:
         "tags": TAGS,
         "model-index": [{"name": "circlefit", "results": results}],
     }
+
+
+def _run_params(params: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The params that made this model, flat: the section of the training method that did not run is left out."""
+    train = params.get("train", {})
+    unused = {"lstsq", "gradient"} - {train.get("method")}
+    return [(k, v) for k, v in _flat(params) if not any(k.startswith(f"train.{m}.") for m in unused)]
 
 
 def _io_table(sidecar: dict[str, Any]) -> list[str]:
@@ -112,7 +123,7 @@ def _probe_bands(probes: dict[str, Any], radius: float, width: float) -> list[st
 
 
 def _usage(model_file: str, inp: str, out: str) -> list[str]:
-    sidecar_file = Path(model_file).with_suffix(".json").name
+    sidecar_file = sidecar_path(model_file).name
     return [
         "## How to use",
         "",
@@ -216,16 +227,19 @@ def model_card(sidecar: dict[str, Any], probes: dict[str, Any], model_file: str)
         "",
         "## Training",
         "",
-        f"Trained on points of the disk r ≤ {radius:g}. The parameters of the run "
-        f"(params_sha256 `{sidecar.get('params_sha256', '')}`, also in the model's metadata `circlefit.params`):",
+        f"Trained on points of the disk r ≤ {radius:g}, "
+        f"{_METHODS.get(params.get('train', {}).get('method'), 'by an unrecorded method')}. "
+        f"The parameters of the run (all of them, params_sha256 `{sidecar.get('params_sha256', '')}`, "
+        "are in the model's metadata `circlefit.params`):",
         "",
         "| parameter | value |",
         "|---|---|",
-        *[f"| `{k}` | {_fmt(v)} |" for k, v in _flat(params)],
+        *[f"| `{k}` | {_fmt(v)} |" for k, v in _run_params(params)],
         "",
         "## Evaluation",
         "",
-        "Measured by the evaluate stage on the stored weights evaluated in float64 (metrics.json):",
+        "Measured by the evaluate stage on the stored weights evaluated in float64 (metrics.json); "
+        f"`{_BASELINE}` is the error of always predicting the training labels' mean, for scale:",
         "",
         "| data | metric | value |",
         "|---|---|---|",

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 
 from circlefit.errors import DataError
+from circlefit.io import read_json
 
-__all__ = ["EPS_POLICY", "Stats", "fit_stats", "stats_from_json"]
+__all__ = ["BUFFERS", "EPS_POLICY", "Stats", "fit_stats", "read_stats", "stats_from_json"]
 
 EPS_POLICY = "no epsilon is added: a std <= normalize.min_std * max(1, |mean|) is an error at fit time"
 _COLUMNS = ("x", "y", "label")
+BUFFERS = ("xy_mean", "xy_std", "label_mean", "label_std")  # how a model stores the normalizer (float32)
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,22 @@ class Stats:
     min_std: float
 
     @property
-    def xy_mean(self) -> np.ndarray:
-        return np.asarray(self.mean[:2], dtype=np.float32)
+    def label_mean(self) -> float:
+        return self.mean[2]
 
     @property
-    def xy_std(self) -> np.ndarray:
-        return np.asarray(self.std[:2], dtype=np.float32)
+    def label_std(self) -> float:
+        return self.std[2]
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """The normalizer as a model stores it: float32 arrays named by BUFFERS, inputs [2], label [1]."""
+        f32 = np.float32
+        return {
+            "xy_mean": np.asarray(self.mean[:2], f32),
+            "xy_std": np.asarray(self.std[:2], f32),
+            "label_mean": np.asarray(self.mean[2:], f32),
+            "label_std": np.asarray(self.std[2:], f32),
+        }
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,3 +94,8 @@ def stats_from_json(obj: Any, source: str | Path = "stats") -> Stats:
         if not (math.isfinite(m) and math.isfinite(s)) or s <= 0:
             raise DataError(f"{source}: {name} has unusable mean/std ({m}, {s}); std must be finite and > 0")
     return stats
+
+
+def read_stats(path: str | Path) -> Stats:
+    """The stats file the normalize stage wrote, checked."""
+    return stats_from_json(read_json(path), path)

@@ -1,12 +1,11 @@
-"""Model weights as safetensors: no pickle, so loading never runs code from the file.
+"""The weights file (safetensors, no pickle: loading never runs code from the file), both ways.
 
-`load_weights` reads them as numpy arrays (no torch: the evaluate stage stays light);
-`save_model` and `load_model` convert from and to a torch `CircleModel`.
+`save_weights` / `load_weights` write and read numpy `Weights` (no torch: the lstsq train and the
+evaluate stages stay light); `load_model` gives a torch `CircleModel` (the export stage).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,16 +14,16 @@ import numpy as np
 
 from circlefit.config import ModelConfig, from_mapping
 from circlefit.errors import DataError
-from circlefit.reference import Weights
+from circlefit.io import atomic_file
+from circlefit.numeric.mlp64 import Weights
 
 if TYPE_CHECKING:
-    from circlefit.model import CircleModel
+    from circlefit.model.network import CircleModel
 
-__all__ = ["load_model", "load_weights", "save_model", "save_weights"]
+__all__ = ["load_model", "load_weights", "save_weights"]
 
 _FORMAT = "circlefit-weights/2"
 _META_KEY = "circlefit"
-_BUFFERS = {"xy_mean": (2,), "xy_std": (2,), "label_mean": (1,), "label_std": (1,)}
 
 
 def save_weights(weights: Weights, path: str | Path) -> None:
@@ -36,21 +35,8 @@ def save_weights(weights: Weights, path: str | Path) -> None:
     # ONE metadata key: safetensors stores metadata in a Rust HashMap whose iteration order is
     # random per call, so two keys would make the file's bytes (and its DVC hash) vary run to run.
     header = {"format": _FORMAT, "model": {"hidden": hidden, "activation": weights.activation}}
-    save_file(tensors, str(path), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
-
-
-def save_model(model: CircleModel, path: str | Path) -> None:
-    """A torch CircleModel through `save_weights`: the same bytes as its numpy arrays."""
-    save_weights(Weights.of(model), path)
-
-
-def _expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = dict(_BUFFERS)
-    widths = (2, *cfg.hidden, 1)
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
-        shapes[f"net.layers.{2 * i}.weight"] = (n_out, n_in)
-        shapes[f"net.layers.{2 * i}.bias"] = (n_out,)
-    return shapes
+    with atomic_file(path) as tmp:  # no half-written model ever sits under the final name
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(header, sort_keys=True)})
 
 
 def _read(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
@@ -77,7 +63,7 @@ def _read(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
         cfg = from_mapping(ModelConfig, header["model"], str(path), "model")
     except (KeyError, ValueError) as e:
         raise DataError(f"{path}: weights do not match their recorded architecture: {e}") from None
-    want = _expected_shapes(cfg)
+    want = Weights.shapes(cfg.hidden)
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     problems = [f"missing tensor {k}" for k in sorted(set(want) - set(got))]
     problems += [f"unexpected tensor {k}" for k in sorted(set(got) - set(want))]
@@ -100,12 +86,8 @@ def load_weights(path: str | Path) -> Weights:
 
 
 def load_model(path: str | Path) -> CircleModel:
-    """Load a model saved by `save_model`, refusing anything else with the file's name."""
-    import torch
-
-    from circlefit.model import CircleModel
+    """The torch module of a weights file, refusing anything but a circlefit weights file with its name."""
+    from circlefit.model.network import to_module
 
     cfg, tensors = _read(path)
-    model = CircleModel(cfg)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
-    return model.eval()
+    return to_module(Weights.from_state(tensors, cfg.activation))

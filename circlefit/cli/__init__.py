@@ -1,4 +1,8 @@
-"""The `circlefit` console script: one argparse parser, one small entry per subcommand (no torch here)."""
+"""The `circlefit` console script: one argparse parser, one module per subcommand (no torch here).
+
+The CLI is the edge: it parses arguments, calls the library and prints. Nothing in the library
+imports it. Each subcommand module has `configure(parser)` and `run(args) -> exit status`.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,11 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
-
-from circlefit.errors import CirclefitError, UsageError
+from circlefit.cli import predict, report
+from circlefit.errors import CirclefitError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
-
-DEFAULT_MODEL = Path("data/export/model.onnx")
 
 
 @dataclass(frozen=True)
@@ -26,65 +26,17 @@ class Command:
     examples: Sequence[str]
 
 
-def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("points", nargs="*", metavar="X Y", help="coordinates as pairs: x1 y1 x2 y2 … (use -- before -1e3)")
-    p.add_argument("--csv", metavar="FILE", help="read points from a CSV file with columns x,y ('-' for stdin)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"ONNX model (default: {DEFAULT_MODEL})")
-
-
-def _read_points(args: argparse.Namespace) -> np.ndarray:
-    from circlefit.predict import parse_csv, parse_points
-
-    if args.points and args.csv:
-        raise UsageError("give points either as arguments or with --csv, not both")
-    if args.points:
-        return parse_points(args.points)
-    if args.csv is None and sys.stdin.isatty():
-        raise UsageError("no points: pass pairs 'X Y', --csv FILE, or pipe CSV lines 'x,y' on stdin")
-    if args.csv in (None, "-"):
-        return parse_csv(sys.stdin.read(), "stdin")
-    try:
-        return parse_csv(Path(args.csv).read_text(encoding="utf-8"), args.csv)
-    except FileNotFoundError:
-        raise UsageError(f"{args.csv}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{args.csv}: cannot read: {e}") from None
-
-
-def _predict(args: argparse.Namespace) -> int:
-    from circlefit.predict import OUTPUT_NAME, load_session, predict
-
-    xy = _read_points(args)
-    out = predict(load_session(args.model), xy)
-    lines = [f"x,y,{OUTPUT_NAME}"]
-    lines += [f"{x!s},{y!s},{v!s}" for (x, y), v in zip(xy, out, strict=True)]  # str(float32): shortest round-trip
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
-
-
-def _report_args(p: argparse.ArgumentParser) -> None:
-    from circlefit.report import add_arguments
-
-    add_arguments(p)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from circlefit.report import run
-
-    return run(args)
-
-
 COMMANDS: dict[str, Command] = {
     "predict": Command(
         "predict x² + y² with the exported ONNX model (onnxruntime only)",
-        _predict_args,
-        _predict,
+        predict.configure,
+        predict.run,
         ["circlefit predict 3 4 -1.5 2", "circlefit predict --csv points.csv", "printf '3,4\\n' | circlefit predict"],
     ),
     "report": Command(
         "markdown review report of a change: params, metrics and plots diffs",
-        _report_args,
-        _report,
+        report.configure,
+        report.run,
         ["circlefit report main", "circlefit report HEAD~1 HEAD -o report.md"],
     ),
 }

@@ -1,4 +1,9 @@
-"""Training: `lstsq` (hinges from the data, output layer solved exactly) or `gradient` (optimizer, then L-BFGS)."""
+"""train.method gradient: PyTorch's init, a first-order optimizer (`train.gradient`), then full-batch L-BFGS.
+
+Reads as its phases over a small `_Run` state: initialize, `_first_order` (one epoch: `_eager_epoch`,
+or the captured full-batch step of circlefit.train.fast_step), `_lbfgs`, finish. Repeatable for a
+fixed device and thread count; under torchrun each rank trains on its shard (circlefit.train.distributed).
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,30 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from circlefit import lstsq
-from circlefit.config import ModelConfig, TrainConfig
-from circlefit.distributed import SINGLE, Dist
+from circlefit.config import PARAMS_FILE, GradientConfig, ModelConfig, TrainConfig
+from circlefit.data.normalize import Stats
 from circlefit.errors import TrainingDiverged
-from circlefit.fast_step import FastStep, StepMode, choose_mode
-from circlefit.model import CircleModel, build_model
-from circlefit.normalize import Stats
+from circlefit.model.network import CircleModel, build_model
+from circlefit.numeric.mlp64 import Weights
+from circlefit.train.distributed import Dist
+from circlefit.train.fast_step import FastStep, choose_mode
+from circlefit.train.result import CurveRow, Rows, TrainResult, summary
 
-__all__ = ["TrainResult", "TrainingDiverged", "train", "train_gradient", "train_lstsq"]
+__all__ = ["train"]
 
 log = logging.getLogger(__name__)
-CurveRow = dict[str, Any]
 # Validation rows per forward pass: one pass over a large validation split holds its whole
 # [rows, width] hidden tensor (twice, with its activation; rows × width × 4 bytes), chunks hold
 # only this many rows' worth. Measured memory at scale: BENCHMARKS.md ("Growth"). At or below
 # this many rows (the default data) the loss is one forward, so its value and dvc.lock do not change.
 EVAL_ROWS = 65536
-
-
-@dataclass
-class TrainResult:
-    model: CircleModel  # on CPU, best-validation weights restored
-    curve: list[CurveRow]  # one row per evaluation: step, epoch, phase, lr, train/val loss
-    summary: dict[str, Any]  # deterministic facts about the run (no wall time)
-    wall_s: float = 0.0
-    timing: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,7 +49,7 @@ class _Tensors:
 class _Best:
     """Best validation loss so far, its weights, and patience bookkeeping."""
 
-    def __init__(self, net: nn.Module, cfg: TrainConfig) -> None:
+    def __init__(self, net: nn.Module, cfg: GradientConfig) -> None:
         self.loss = math.inf
         self.step = 0
         self.state = copy.deepcopy(net.state_dict())
@@ -70,7 +66,7 @@ class _Best:
         return 0 < self.cfg.early_stopping.patience <= self.bad
 
 
-def _optimizer(cfg: TrainConfig, params: Iterator[nn.Parameter], capturable: bool) -> torch.optim.Optimizer:
+def _optimizer(cfg: GradientConfig, params: Iterator[nn.Parameter], capturable: bool) -> torch.optim.Optimizer:
     kw: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, momentum=0.9, **kw)
@@ -78,7 +74,9 @@ def _optimizer(cfg: TrainConfig, params: Iterator[nn.Parameter], capturable: boo
     return cls(params, capturable=capturable, **kw)
 
 
-def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _schedule(
+    cfg: GradientConfig, opt: torch.optim.Optimizer, total: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     if cfg.schedule == "constant" or total == 0:
         return None
     if cfg.schedule == "cosine":
@@ -86,11 +84,11 @@ def _schedule(cfg: TrainConfig, opt: torch.optim.Optimizer, total: int) -> torch
     return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
 
 
-def _to_tensors(model: CircleModel, train_rows: np.ndarray, val_rows: np.ndarray, device: torch.device) -> _Tensors:
+def _to_tensors(model: CircleModel, rows: Rows, device: torch.device) -> _Tensors:
     """Standardize with the model's own buffers (what inference will see), once, on device."""
     with torch.no_grad():
-        tr = torch.from_numpy(np.ascontiguousarray(train_rows)).to(device)
-        va = torch.from_numpy(np.ascontiguousarray(val_rows)).to(device)
+        tr = torch.from_numpy(np.ascontiguousarray(rows.train)).to(device)
+        va = torch.from_numpy(np.ascontiguousarray(rows.val)).to(device)
         return _Tensors(
             model.standardize(tr[:, :2]),
             model.standardize_label(tr[:, 2:]),
@@ -107,73 +105,31 @@ def _check_finite(losses: torch.Tensor, first_step: int, lrs: list[float]) -> No
     i = int((~finite).nonzero()[0])
     raise TrainingDiverged(
         f"loss became {float(losses[i])} at step {first_step + i} (lr {lrs[i]:.3g}); "
-        "lower train.lr or check the data; no model was written"
+        "lower train.gradient.lr or check the data; no model was written"
     )
-
-
-def train(
-    tcfg: TrainConfig,
-    mcfg: ModelConfig,
-    stats: Stats,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    device: torch.device,
-    on_eval: Callable[[CurveRow], None] | None = None,
-    step_mode: StepMode | None = None,
-    dist: Dist = SINGLE,
-) -> TrainResult:
-    """Train a fresh model by `tcfg.method`; deterministic for fixed params (and, for gradient, device and threads).
-
-    Under torchrun, `dist` is this rank's place and the rows are its shard (circlefit.distributed).
-    """
-    if tcfg.method == "lstsq":
-        return train_lstsq(tcfg, mcfg, stats, train_rows, val_rows, device, on_eval, dist)
-    return train_gradient(tcfg, mcfg, stats, train_rows, val_rows, device, on_eval, step_mode, dist)
-
-
-def train_lstsq(
-    tcfg: TrainConfig,
-    mcfg: ModelConfig,
-    stats: Stats,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
-    device: torch.device,
-    on_eval: Callable[[CurveRow], None] | None = None,
-    dist: Dist = SINGLE,
-) -> TrainResult:
-    """circlefit.lstsq.run as a CircleModel; on the CPU in float64 whatever `device` is, summed over ranks."""
-    done = lstsq.run(
-        tcfg.lstsq, mcfg.hidden, mcfg.activation, stats, train_rows, val_rows, tcfg.threads, dist.reduce_np
-    )
-    model = CircleModel(mcfg, stats)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in done.weights.to_state().items()}, strict=True)
-    if on_eval is not None:
-        for row in done.curve:
-            on_eval(row)
-    return TrainResult(model.eval(), done.curve, {**done.summary, **dist.describe()}, done.wall_s, done.timing)
 
 
 class _Run:
     """One gradient training's state: the net and its DDP wrapper, the data, the best weights, the curve.
 
     The phases below share it; each step and evaluation goes through its methods, so the ranks'
-    global sums (circlefit.distributed) and bf16 autocast are decided in one place.
+    global sums (circlefit.train.distributed) and bf16 autocast are decided in one place.
     """
 
-    def __init__(self, tcfg: TrainConfig, model: CircleModel, data: _Tensors, dist: Dist, on_eval: Any) -> None:
-        self.tcfg, self.model, self.data, self.dist, self.on_eval = tcfg, model, data, dist, on_eval
+    def __init__(self, cfg: GradientConfig, model: CircleModel, data: _Tensors, dist: Dist, on_eval: Any) -> None:
+        self.cfg, self.model, self.data, self.dist, self.on_eval = cfg, model, data, dist, on_eval
         self.net = model.net
         self.step_net = dist.wrap(self.net)  # DDP averages gradients over ranks in backward
         device = data.x.device
         self.n, self.n_val = (
             int(v) for v in dist.sum(torch.tensor([data.x.shape[0], data.xv.shape[0]], device=device))
         )
-        self.full_batch = tcfg.batch_size == 0 or tcfg.batch_size >= self.n
+        self.full_batch = cfg.batch_size == 0 or cfg.batch_size >= self.n
         # No autocast weight cache: a captured step must re-cast weights on every replay (same values).
         self.autocast = torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=tcfg.precision == "bf16", cache_enabled=False
+            device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16", cache_enabled=False
         )  # fmt: skip
-        self.best = _Best(self.net, tcfg)
+        self.best = _Best(self.net, cfg)
         self.curve: list[CurveRow] = []
         self.step = 0
 
@@ -215,9 +171,9 @@ class _Run:
 def _eager_epoch(run: _Run, opt: torch.optim.Optimizer, sched: Any, batch_gen: torch.Generator,
                  window: list[torch.Tensor], lrs: list[float]) -> torch.Tensor:  # fmt: skip
     """One epoch of optimizer steps, full- or mini-batch (on-device batches, no host sync); its mean loss."""
-    tcfg, data, dist = run.tcfg, run.data, run.dist
-    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, tcfg.batch_size)
-    local_batch = dist.local_batch(tcfg.batch_size)
+    cfg, data, dist = run.cfg, run.data, run.dist
+    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, cfg.batch_size)
+    local_batch = dist.local_batch(cfg.batch_size)
     order = None if run.full_batch else torch.randperm(len(data.x), generator=batch_gen, device=data.x.device)
     epoch_loss = torch.zeros((), device=data.x.device)
     for b in range(per_epoch):
@@ -225,7 +181,7 @@ def _eager_epoch(run: _Run, opt: torch.optim.Optimizer, sched: Any, batch_gen: t
             xb, yb, rows = data.x, data.y, run.n
         else:
             idx = order[b * local_batch : (b + 1) * local_batch]
-            xb, yb, rows = data.x[idx], data.y[idx], dist.step_rows(run.n, tcfg.batch_size, b)
+            xb, yb, rows = data.x[idx], data.y[idx], dist.step_rows(run.n, cfg.batch_size, b)
         lrs.append(opt.param_groups[0]["lr"])
         opt.zero_grad(set_to_none=True)
         loss = run.loss_on(xb, yb, rows)
@@ -239,31 +195,31 @@ def _eager_epoch(run: _Run, opt: torch.optim.Optimizer, sched: Any, batch_gen: t
     return epoch_loss
 
 
-def _first_order(run: _Run, device: torch.device, step_mode: StepMode | None) -> tuple[bool, str]:
+def _first_order(run: _Run, device: torch.device, seed: int, source: str) -> tuple[bool, str]:
     """Phase 1: the configured optimizer for `epochs`; (stopped early, how the steps ran)."""
-    tcfg, data, dist = run.tcfg, run.data, run.dist
-    opt = _optimizer(tcfg, run.net.parameters(), capturable=False)
-    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, tcfg.batch_size)
-    sched = _schedule(tcfg, opt, tcfg.epochs * per_epoch)
-    batch_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1 + dist.rank)
-    mode = choose_mode(tcfg, device, run.full_batch, override=step_mode, distributed=dist.ddp)
+    cfg, data, dist = run.cfg, run.data, run.dist
+    opt = _optimizer(cfg, run.net.parameters(), capturable=False)
+    per_epoch = 1 if run.full_batch else dist.steps_per_epoch(run.n, cfg.batch_size)
+    sched = _schedule(cfg, opt, cfg.epochs * per_epoch)
+    batch_gen = torch.Generator(device=device).manual_seed(seed + 1 + dist.rank)
+    mode = choose_mode(cfg, device, run.full_batch, source, distributed=dist.ddp)
     fast = None
     if mode != "eager":  # full batch: the same step over static buffers, replayed as a CUDA graph
         fast = FastStep(
-            run.net, run.loss_on, data.x, data.y, lambda ps, cap: _optimizer(tcfg, iter(ps), cap),
-            lambda o: _schedule(tcfg, o, tcfg.epochs), tcfg.epochs, tcfg.eval_every,
-            capture=mode == "graph", required=tcfg.cuda_graph == "always",
+            run.net, run.loss_on, data.x, data.y, lambda ps, cap: _optimizer(cfg, iter(ps), cap),
+            lambda o: _schedule(cfg, o, cfg.epochs), cfg.epochs, cfg.eval_every,
+            capture=mode == "graph", required=cfg.cuda_graph == "always",
         )  # fmt: skip
     window: list[torch.Tensor] = []
     lrs: list[float] = []
     stopped = False
-    for epoch in range(1, tcfg.epochs + 1):
+    for epoch in range(1, cfg.epochs + 1):
         if fast is not None:
             epoch_loss = fast.step()
             run.step += 1
         else:
             epoch_loss = _eager_epoch(run, opt, sched, batch_gen, window, lrs)
-        if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             losses, lrs = fast.drain() if fast is not None else (torch.stack(window), lrs)
             if dist.ddp:  # one all-reduce per evaluation: every rank sees the global losses
                 reduced = dist.sum(torch.cat([losses, epoch_loss[None]]))
@@ -281,9 +237,9 @@ def _first_order(run: _Run, device: torch.device, step_mode: StepMode | None) ->
 
 def _lbfgs(run: _Run) -> bool:
     """Phase 2: full-batch L-BFGS (strong Wolfe line search) in eval_every chunks; True if stopped early."""
-    tcfg, data, dist = run.tcfg, run.data, run.dist
+    cfg, data, dist = run.cfg, run.data, run.dist
     lbfgs = torch.optim.LBFGS(
-        run.net.parameters(), lr=1.0, max_iter=tcfg.eval_every, history_size=50,
+        run.net.parameters(), lr=1.0, max_iter=cfg.eval_every, history_size=50,
         line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0,
     )  # fmt: skip
 
@@ -294,8 +250,8 @@ def _lbfgs(run: _Run) -> bool:
         return dist.sum(loss)
 
     done = 0
-    while done < tcfg.lbfgs_steps:
-        chunk = min(tcfg.eval_every, tcfg.lbfgs_steps - done)
+    while done < cfg.lbfgs_steps:
+        chunk = min(cfg.eval_every, cfg.lbfgs_steps - done)
         lbfgs.param_groups[0]["max_iter"] = chunk
         lbfgs.param_groups[0]["max_eval"] = chunk * 5 // 4
         lbfgs.step(closure)
@@ -304,63 +260,61 @@ def _lbfgs(run: _Run) -> bool:
         with torch.no_grad():
             train_loss = dist.sum(run.loss_on(data.x, data.y, run.n))
         _check_finite(train_loss[None], run.step, [1.0])
-        if run.evaluate(tcfg.epochs, "lbfgs", 1.0, train_loss):
+        if run.evaluate(cfg.epochs, "lbfgs", 1.0, train_loss):
             return True
     return False
 
 
-def _gradient_summary(run: _Run, device: torch.device, mode: str, stopped: bool) -> dict[str, Any]:
+def _summary(run: _Run, device: torch.device, mode: str, stopped: bool, weights: Weights) -> dict[str, Any]:
     last = run.curve[-1] if run.curve else {"train_loss": math.nan, "val_loss": math.nan}
-    return {
-        "method": "gradient",
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "precision": run.tcfg.precision,
-        "phase1_step": mode,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "steps": run.step,
-        "best_step": run.best.step,
-        "best_val_loss": run.best.loss,
-        "final_train_loss": last["train_loss"],
-        "final_val_loss": last["val_loss"],
-        "stopped_early": stopped,
-        "train_rows": run.n,
-        "parameters": sum(p.numel() for p in run.net.parameters()),
-        **run.dist.describe(),
-    }
+    return summary(
+        "gradient",
+        device.type,
+        run.curve,
+        best_step=run.best.step,
+        best_val_loss=run.best.loss,
+        final=(last["train_loss"], last["val_loss"]),
+        train_rows=run.n,
+        weights=weights,
+        dist=run.dist,
+        steps=run.step,
+        device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        precision=run.cfg.precision,
+        phase1_step=mode,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        stopped_early=stopped,
+    )
 
 
-def train_gradient(
-    tcfg: TrainConfig,
-    mcfg: ModelConfig,
+def train(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
     stats: Stats,
-    train_rows: np.ndarray,
-    val_rows: np.ndarray,
+    rows: Rows,
     device: torch.device,
+    dist: Dist,
     on_eval: Callable[[CurveRow], None] | None = None,
-    step_mode: StepMode | None = None,
-    dist: Dist = SINGLE,
+    source: str = PARAMS_FILE,
 ) -> TrainResult:
-    """PyTorch's init from `tcfg.seed`, a first-order phase, then L-BFGS; repeatable per device and threads.
+    """PyTorch's init from `cfg.seed`, a first-order phase, then L-BFGS; repeatable per device and threads.
 
-    `step_mode` overrides how phase-1 steps run (default: from `tcfg.cuda_graph`, see
-    `circlefit.fast_step.choose_mode`); "static" runs the graph's step eagerly, on any device.
-    Under torchrun, `dist` is this rank's place and the rows are its shard (circlefit.distributed).
+    Under torchrun, `dist` is this rank's place and `rows` its shard (circlefit.train.distributed).
     """
     t0 = time.perf_counter()
+    g = cfg.gradient
     # initialize: PyTorch's default init, drawn from our generator; data standardized on the device
-    model = build_model(mcfg, stats, torch.Generator().manual_seed(tcfg.seed)).to(device)
-    run = _Run(tcfg, model, _to_tensors(model, train_rows, val_rows, device), dist, on_eval)
+    model = build_model(model_cfg, stats, torch.Generator().manual_seed(cfg.seed)).to(device)
+    run = _Run(g, model, _to_tensors(model, rows, device), dist, on_eval)
     # phase 1, then phase 2 unless early stopping ended the run
-    stopped, mode = _first_order(run, device, step_mode)
-    if tcfg.lbfgs_steps > 0 and not stopped:
+    stopped, mode = _first_order(run, device, cfg.seed, source)
+    if g.lbfgs_steps > 0 and not stopped:
         stopped = _lbfgs(run)
     # finish: every rank holds the same weights; keep the best validation weights
     dist.check_in_sync(run.net)
     run.net.load_state_dict(run.best.state)
-    model = model.to("cpu").eval()
+    weights = Weights.of(model.to("cpu").eval())
     wall = time.perf_counter() - t0
     log.info("trained %d steps on %s in %.2f s; best val loss %.3g", run.step, device, wall, run.best.loss)
     timing = {"wall_s": wall, "steps_per_s": run.step / wall if wall else 0.0}
-    return TrainResult(model, run.curve, _gradient_summary(run, device, mode, stopped), wall, timing)
+    return TrainResult(weights, run.curve, _summary(run, device, mode, stopped, weights), timing)

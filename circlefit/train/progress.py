@@ -9,15 +9,16 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    def __init__(self, total_epochs: int, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total_epochs: int = 0, stream: TextIO = sys.stderr) -> None:
         self.total = total_epochs
         self.stream = stream
         self.enabled = stream.isatty()
 
     def __call__(self, row: dict[str, Any]) -> None:
         if self.enabled:
+            epoch = f" epoch {row['epoch']}/{self.total}" if "epoch" in row else ""
             self.stream.write(
-                f"\r{row['phase']:>11} step {row['step']:>6} epoch {row.get('epoch', 0)}/{self.total} "
+                f"\r{row['phase']:>11} step {row['step']:>6}{epoch} "
                 f"train {row['train_loss']:.3e} val {row['val_loss']:.3e}\x1b[K"
             )
             self.stream.flush()

@@ -1,7 +1,7 @@
 """Parity of an exported model in every runtime against the float64 reference (no torch here).
 
-The reference is `circlefit.reference`: the stored float32 weights evaluated in float64 with
-CPU-independent arithmetic. Runtimes compute in float32 with kernels picked per CPU, so their
+The expected values are circlefit.numeric.mlp64's: the stored float32 weights evaluated in float64
+with CPU-independent arithmetic. Runtimes compute in float32 with kernels picked per CPU, so their
 last bits vary by machine: the sidecar records each runtime's verdict and the bound it met, never
 the machine-specific maxima (those go to the log).
 """
@@ -19,8 +19,9 @@ import onnx
 import onnxruntime as ort
 from onnx.reference import ReferenceEvaluator
 
+from circlefit.contract import INPUT_NAME, OUTPUT_NAME
 from circlefit.errors import ParityError
-from circlefit.predict import INPUT_NAME, OUTPUT_NAME, load_session
+from circlefit.runtime import load_session
 
 __all__ = ["ParityError", "Runner", "Tolerance", "check_parity", "parity_inputs", "runners"]
 
@@ -143,7 +144,7 @@ def check_parity(
     per runtime its version, points and verdict, plus the tolerance every one of them met.
     """
     record: dict[str, Any] = {
-        "reference": "the stored float32 weights evaluated in float64 (circlefit.reference)",
+        "expected": "the stored float32 weights evaluated in float64 (circlefit.numeric.mlp64)",
         "tolerance": tol.to_json(),
         "runtimes": {},
     }

@@ -1,23 +1,38 @@
-"""The stored float32 model evaluated in float64 with CPU-independent arithmetic (numpy, no torch).
+"""The MLP's stored float32 weights (`Weights`), evaluated in float64 with CPU-independent arithmetic (numpy).
 
 Every number the pipeline writes about a model (training losses, metrics, plot values, probe
 expectations) comes from here, so it is the same bits on every x86-64 CPU: elementwise float64
 operations are correctly rounded everywhere, and every sum of products goes through
-`circlefit.exact` (error-free, order-independent). The runtimes (PyTorch, onnxruntime) compute
-the same function in float32; their distance from this reference is what the parity gate bounds.
+`circlefit.numeric.exact` (error-free, order-independent). The runtimes (PyTorch, onnxruntime)
+compute the same function in float32; their distance from this float64 value is what the
+export's parity gate bounds.
+
+This module owns the weights' names: Linear layer i is `net.layers.{2i}` (weight [out, in],
+bias [out]), as in the torch module's nn.Sequential of Linear and activation; the normalizer is
+the four buffers of circlefit.data.normalize.BUFFERS.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from circlefit.exact import matmul
+from circlefit.numeric.exact import matmul
 
-__all__ = ["Weights", "activate", "features", "predict", "standardize"]
+__all__ = ["BLOCK_ROWS", "Weights", "activate", "features", "layer_keys", "predict", "standardize"]
+
+# Rows per block of a forward pass: memory stays at one block's [rows, width] features at any n.
+BLOCK_ROWS = 1 << 15
+_BUFFERS = ("xy_mean", "xy_std", "label_mean", "label_std")
+
+
+def layer_keys(i: int) -> tuple[str, str]:
+    """The state-dict names of Linear layer `i`'s weight and bias."""
+    return f"net.layers.{2 * i}.weight", f"net.layers.{2 * i}.bias"
 
 
 def activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -48,16 +63,10 @@ class Weights:
     @classmethod
     def from_state(cls, state: Mapping[str, np.ndarray], activation: str) -> Weights:
         """From a CircleModel state dict (`net.layers.{i}.weight`/`.bias` and the four buffers)."""
-        idx = sorted({int(k.split(".")[2]) for k in state if k.startswith("net.layers.")})
-        layers = tuple(
-            (
-                np.asarray(state[f"net.layers.{i}.weight"], np.float32),
-                np.asarray(state[f"net.layers.{i}.bias"], np.float32),
-            )
-            for i in idx
-        )
-        bufs = {k: np.asarray(state[k], np.float32) for k in ("xy_mean", "xy_std", "label_mean", "label_std")}
-        return cls(layers, activation, **bufs)
+        count = sum(1 for k in state if k.startswith("net.layers.")) // 2
+        layers = tuple(tuple(np.asarray(state[k], np.float32) for k in layer_keys(i)) for i in range(count))
+        bufs = {k: np.asarray(state[k], np.float32) for k in _BUFFERS}
+        return cls(layers, activation, **bufs)  # type: ignore[arg-type]
 
     @classmethod
     def of(cls, model: Any) -> Weights:
@@ -67,11 +76,20 @@ class Weights:
 
     def to_state(self) -> dict[str, np.ndarray]:
         """The CircleModel state dict (Linear layers sit at every other index of `net.layers`)."""
-        state = {k: getattr(self, k) for k in ("xy_mean", "xy_std", "label_mean", "label_std")}
+        state = {k: getattr(self, k) for k in _BUFFERS}
         for i, (w, b) in enumerate(self.layers):
-            state[f"net.layers.{2 * i}.weight"] = w
-            state[f"net.layers.{2 * i}.bias"] = b
+            state.update(zip(layer_keys(i), (w, b), strict=True))
         return state
+
+    @staticmethod
+    def shapes(hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """Every tensor's shape in the state dict of a 2 → hidden… → 1 MLP."""
+        shapes: dict[str, tuple[int, ...]] = {"xy_mean": (2,), "xy_std": (2,), "label_mean": (1,), "label_std": (1,)}
+        widths = (2, *hidden, 1)
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
+            w, b = layer_keys(i)
+            shapes[w], shapes[b] = (n_out, n_in), (n_out,)
+        return shapes
 
 
 def standardize(weights: Weights, xy: np.ndarray) -> np.ndarray:
@@ -92,9 +110,20 @@ def features(layers: tuple[tuple[np.ndarray, np.ndarray], ...], activation: str,
     return h
 
 
-def predict(weights: Weights, xy: np.ndarray) -> np.ndarray:
-    """Raw predictions [N] float64 for raw coordinates [N, 2]."""
+def _predict_block(weights: Weights, xy: np.ndarray) -> np.ndarray:
     h = features(weights.layers[:-1], weights.activation, standardize(weights, xy))
     w, b = weights.layers[-1]
     out = _affine(h, w, b)[:, 0]
     return out * weights.label_std.astype(np.float64)[0] + weights.label_mean.astype(np.float64)[0]
+
+
+def predict(weights: Weights, xy: np.ndarray, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """Raw predictions [N] float64 for raw coordinates [N, 2], `block_rows` rows at a time (memory stays flat).
+
+    Each row's sums are exact before one rounding, whatever else is in its block, so any
+    `block_rows` gives the same bits.
+    """
+    out = np.empty(len(xy), dtype=np.float64)
+    for start in range(0, len(xy), block_rows):
+        out[start : start + block_rows] = _predict_block(weights, xy[start : start + block_rows])
+    return out

@@ -10,35 +10,40 @@ Shards differ in size by at most one row, so a rank's loss is its *share* of the
 sum over its rows / rows on all ranks; backward runs on share × world size because DDP divides
 the summed gradients by the world size. The gradient is then exactly the full data's, up to
 floating-point summation order.
+
+Importing this module imports no torch (one process never needs it); what talks to the
+process group imports torch when called.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.distributed as tdist
-from torch import nn
 
 from circlefit.config import PARAMS_FILE, DistributedConfig
 from circlefit.errors import DeviceError, DistributedError
-from circlefit.launch import under_torchrun
+from circlefit.train.launch import under_torchrun
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "SINGLE",
     "Dist",
     "OutOfSync",
     "from_env",
+    "joined",
     "shard",
     "shard_bounds",
     "shard_size",
-    "start",
-    "stop",
     "threads_per_rank",
 ]
 
@@ -72,12 +77,16 @@ class Dist:
         """The module training steps run through: DDP over `net` when there are other ranks."""
         if not self.ddp:
             return net
-        return nn.parallel.DistributedDataParallel(net)
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(net)
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The sum of `t` over all ranks (a detached copy); `t` itself in a single process."""
         if not self.ddp:
             return t
+        import torch.distributed as tdist
+
         out = t.detach().clone()
         tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
         return out
@@ -86,6 +95,9 @@ class Dist:
         """`op` ("sum" or "max") of a numpy array over all ranks; `a` itself in one process (circlefit.exact.Reduce)."""
         if not self.ddp:
             return a
+        import torch
+        import torch.distributed as tdist
+
         dev = torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
         t = torch.from_numpy(np.ascontiguousarray(a)).to(dev, copy=True)
         tdist.all_reduce(t, op=tdist.ReduceOp.SUM if op == "sum" else tdist.ReduceOp.MAX)
@@ -97,6 +109,8 @@ class Dist:
 
     def barrier(self) -> None:
         if self.backend:
+            import torch.distributed as tdist
+
             tdist.barrier()
 
     # Mini-batches: train.batch_size is the global batch, split over the ranks.
@@ -116,6 +130,9 @@ class Dist:
         """Raise unless every rank holds bitwise rank 0's weights (one broadcast, at the end)."""
         if not self.ddp:
             return
+        import torch
+        import torch.distributed as tdist
+
         mine = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
         theirs = mine.clone()
         tdist.broadcast(theirs, src=0)
@@ -169,34 +186,38 @@ def threads_per_rank(threads: int, ranks_here: int) -> int:
     return max(1, threads // ranks_here)
 
 
-def start(cfg: DistributedConfig, device: torch.device, source: str = PARAMS_FILE) -> tuple[Dist, torch.device]:
-    """Under torchrun, join the process group: this rank's place and device; else (SINGLE, device).
+@contextlib.contextmanager
+def joined(cfg: DistributedConfig, device: str, source: str = PARAMS_FILE) -> Iterator[tuple[Dist, str]]:
+    """Under torchrun, this rank's place and device inside the process group; else (SINGLE, device).
 
     On CUDA, local rank i uses the i-th visible GPU. Ranks other than 0 log warnings and
-    errors only: rank 0 alone reports progress.
+    errors only: rank 0 alone reports progress. The group is left on exit.
     """
     dist = from_env(cfg, source)
     if dist is None:
-        return SINGLE, device
-    backend = cfg.backend if cfg.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
-    if backend == "nccl" and device.type != "cuda":
+        yield SINGLE, device
+        return
+    import torch
+    import torch.distributed as tdist
+
+    cuda = device.startswith("cuda")
+    backend = cfg.backend if cfg.backend != "auto" else ("nccl" if cuda else "gloo")
+    if backend == "nccl" and not cuda:
         raise DeviceError(f"{source}: train.distributed.backend is nccl, which needs CUDA; the device is {device}")
-    if device.type == "cuda":
+    if cuda:
         if dist.local_rank >= torch.cuda.device_count():
             raise DeviceError(
                 f"{source}: train.distributed.nproc_per_node is {dist.local_world_size}, but this node "
                 f"sees {torch.cuda.device_count()} CUDA device(s); lower it or set CUDA_VISIBLE_DEVICES"
             )
-        device = torch.device("cuda", dist.local_rank)
+        device = f"cuda:{dist.local_rank}"
         torch.cuda.set_device(device)
     if dist.rank != 0:
         logging.getLogger().setLevel(logging.WARNING)
-    tdist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+    tdist.init_process_group(backend, device_id=torch.device(device) if cuda else None)
     log.info("rank %d of %d joined (%s, %s)", dist.rank, dist.world_size, backend, device)
-    return Dist(dist.rank, dist.world_size, dist.local_rank, dist.local_world_size, backend), device
-
-
-def stop() -> None:
-    """Leave the process group, if this process joined one."""
-    if tdist.is_initialized():
-        tdist.destroy_process_group()
+    try:
+        yield Dist(dist.rank, dist.world_size, dist.local_rank, dist.local_world_size, backend), device
+    finally:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
 from circlefit.config import ModelConfig
-from circlefit.normalize import Stats
+from circlefit.data.normalize import Stats
+from circlefit.numeric.mlp64 import Weights
 
-__all__ = ["MLP", "CircleModel", "build_model", "fold_normalizer"]
+__all__ = ["MLP", "CircleModel", "build_model", "fold_normalizer", "to_module"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
@@ -47,12 +49,9 @@ class CircleModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = MLP(cfg.hidden, cfg.activation)
-        mean = stats.mean if stats else (0.0, 0.0, 0.0)
-        std = stats.std if stats else (1.0, 1.0, 1.0)
-        self.register_buffer("xy_mean", torch.tensor(mean[:2], dtype=torch.float32))
-        self.register_buffer("xy_std", torch.tensor(std[:2], dtype=torch.float32))
-        self.register_buffer("label_mean", torch.tensor(mean[2:], dtype=torch.float32))
-        self.register_buffer("label_std", torch.tensor(std[2:], dtype=torch.float32))
+        identity = Stats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 0, 0.0)
+        for name, value in (stats or identity).buffers().items():
+            self.register_buffer(name, torch.from_numpy(value))
 
     def standardize(self, xy: torch.Tensor) -> torch.Tensor:
         return (xy - self.xy_mean) / self.xy_std
@@ -102,3 +101,12 @@ def fold_normalizer(model: CircleModel) -> MLP:
         last.weight.copy_(w * ls)
         last.bias.copy_(b * ls + lm)
     return folded
+
+
+def to_module(weights: Weights) -> CircleModel:
+    """The torch CircleModel (eval mode, on the CPU) holding exactly `weights`."""
+    hidden = tuple(int(w.shape[0]) for w, _ in weights.layers[:-1])
+    model = CircleModel(ModelConfig(hidden=hidden, activation=weights.activation))  # type: ignore[arg-type]
+    state = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in weights.to_state().items()}
+    model.load_state_dict(state, strict=True)
+    return model.eval()

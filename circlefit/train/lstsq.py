@@ -7,7 +7,7 @@ piecewise linear with a knot per unit. So:
    over the standardized training rows' range along u_k, plus `margin` of it on each side.
 2. **Solve** (`solve_output`): the output layer is linear in the hidden features, so it is a
    linear least-squares problem, solved in float64 from the exact normal equations
-   (`circlefit.exact`), with a small penalty on changes of slope-change between neighbouring
+   (`circlefit.numeric.exact`), with a small penalty on changes of slope-change between neighbouring
    knots (`smoothness`: the ridge functions' curvature continues smoothly, which also decides
    the knots beyond the data, i.e. what the model does just outside it) and a tiny `ridge` that
    makes hinges no row reaches weigh zero.
@@ -22,35 +22,27 @@ same bits on every x86-64 CPU, at any thread count, and summed over torchrun ran
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from circlefit import reference
-from circlefit.config import LstsqConfig  # train.lstsq: directions, margin, smoothness, edge, ridge
+from circlefit.config import PARAMS_FILE, LstsqConfig, ModelConfig, TrainConfig
+from circlefit.data.normalize import Stats
 from circlefit.errors import TrainingDiverged
-from circlefit.exact import Reduce, fsum_rows, gram, local, sum_squares
-from circlefit.normalize import Stats
-from circlefit.reference import Weights
+from circlefit.numeric import mlp64
+from circlefit.numeric.exact import Reduce, gram, local, sum_squares
+from circlefit.numeric.mlp64 import Weights
+from circlefit.numeric.solve import cholesky_solve
+from circlefit.train.distributed import Dist
+from circlefit.train.result import CurveRow, Rows, TrainResult, summary
 
-__all__ = [
-    "Candidate",
-    "Fit",
-    "Layout",
-    "LstsqConfig",
-    "Run",
-    "cholesky_solve",
-    "fit",
-    "layout",
-    "run",
-    "solve_output",
-]
+__all__ = ["Candidate", "Fit", "Layout", "fit", "layout", "solve_output", "train"]
 
 log = logging.getLogger(__name__)
 _BLOCK_ROWS = 1 << 15  # rows of hidden features held at once while the normal equations accumulate
@@ -126,30 +118,6 @@ def layout(z: np.ndarray, widths: tuple[int, ...], k: int, s: LstsqConfig, reduc
     return Layout(tuple(layers), tuple(groups), frozenset(edge))
 
 
-def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Solve a x = r for symmetric positive definite `a`, in a fixed order of float64 operations.
-
-    LAPACK's blocked kernels differ per CPU; this right-looking Cholesky uses only elementwise
-    numpy operations and correctly rounded sums (math.fsum), so its bits do not.
-    """
-    n = len(a)
-    low = np.array(a, dtype=np.float64)
-    for j in range(n):
-        pivot = low[j, j]
-        if not pivot > 0:
-            raise np.linalg.LinAlgError(f"matrix is not positive definite at column {j} (pivot {pivot:g})")
-        low[j, j] = math.sqrt(pivot)
-        low[j + 1 :, j] /= low[j, j]
-        low[j + 1 :, j + 1 :] -= np.multiply.outer(low[j + 1 :, j], low[j + 1 :, j])
-    y = np.zeros(n)
-    for i in range(n):
-        y[i] = (r[i] - fsum_rows(low[i, :i] * y[:i])) / low[i, i]
-    x = np.zeros(n)
-    for i in range(n - 1, -1, -1):
-        x[i] = (y[i] - fsum_rows(low[i + 1 :, i] * x[i + 1 :])) / low[i, i]
-    return x
-
-
 def _penalty(width: int, lay: Layout) -> np.ndarray:
     """Σ (v_{i+1} - v_i)² over neighbouring knots of a direction where either is an edge knot.
 
@@ -194,7 +162,7 @@ def _blocks(
     mean, std = float(weights.label_mean[0]), float(weights.label_std[0])
     for start in range(0, len(rows), _BLOCK_ROWS):
         block = rows[start : start + _BLOCK_ROWS]
-        h = reference.features(hidden, weights.activation, reference.standardize(weights, block[:, :2]))
+        h = mlp64.features(hidden, weights.activation, mlp64.standardize(weights, block[:, :2]))
         y = (block[:, 2].astype(np.float64) - mean) / std
         yield np.concatenate([h, np.ones((len(block), 1)), y[:, None]], axis=1)
 
@@ -211,7 +179,7 @@ def _source(
 
 def _loss(weights: Weights, rows: np.ndarray, reduce: Reduce) -> float:
     """Standardized MSE of `weights` on `rows` (global over ranks), CPU-independent."""
-    pred = reference.predict(weights, rows[:, :2])
+    pred = mlp64.predict(weights, rows[:, :2])
     err = (pred - rows[:, 2].astype(np.float64)) / float(weights.label_std[0])
     count = int(reduce(np.array([len(rows)], dtype=np.int64), "sum")[0])
     return sum_squares(err, reduce) / count if count else math.nan
@@ -226,16 +194,14 @@ def fit(
     reduce: Reduce = local,
 ) -> Fit:
     """Fit every candidate layout on `train` and keep the best on `val`. `base` carries the normalizer."""
-    z = reference.standardize(base, train[:, :2])
+    z = mlp64.standardize(base, train[:, :2])
     fits, cands = [], []
     for k in s.directions:
         lay = layout(z, widths, k, s, reduce)
         normal = gram(_source(train, base, lay.hidden), widths[-1] + 2, reduce)
         out = solve_output(normal, lay, s)
         head = (out[None, :-1].astype(np.float32), out[-1:].astype(np.float32))
-        weights = Weights(
-            (*lay.hidden, head), base.activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std
-        )
+        weights = dataclasses.replace(base, layers=(*lay.hidden, head))
         cand = Candidate(k, _loss(weights, train, reduce), _loss(weights, val, reduce))
         log.info("lstsq: %d directions: train loss %.3g, val loss %.3g", k, cand.train_loss, cand.val_loss)
         fits.append(weights.layers)
@@ -244,63 +210,47 @@ def fit(
     return Fit(fits[best], tuple(cands), best)
 
 
-@dataclass
-class Run:
-    """A finished lstsq training: the weights, one curve row per candidate layout, a deterministic summary."""
-
-    weights: Weights
-    curve: list[dict[str, Any]]
-    summary: dict[str, Any]
-    wall_s: float = 0.0
-    timing: dict[str, float] = field(default_factory=dict)
-
-
-def base_weights(stats: Stats, activation: str) -> Weights:
-    """No layers yet; the normalizer as the model stores it (float32)."""
-    f32 = np.float32
-    return Weights(
-        (), activation, np.asarray(stats.mean[:2], f32), np.asarray(stats.std[:2], f32),
-        np.asarray(stats.mean[2:], f32), np.asarray(stats.std[2:], f32),
-    )  # fmt: skip
-
-
-def run(
-    s: LstsqConfig,
-    hidden: tuple[int, ...],
-    activation: str,
+def train(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
     stats: Stats,
-    train: np.ndarray,
-    val: np.ndarray,
-    threads: int,
-    reduce: Reduce = local,
-) -> Run:
+    rows: Rows,
+    dist: Dist,
+    on_eval: Callable[[CurveRow], None] | None = None,
+    source: str = PARAMS_FILE,
+) -> TrainResult:
     """Train by least squares on the CPU in float64: the same bytes on every machine, thread and rank count."""
     t0 = time.perf_counter()
-    base = base_weights(stats, activation)
-    result = fit(base, hidden, train, val, s, reduce)
-    weights = Weights(result.layers, activation, base.xy_mean, base.xy_std, base.label_mean, base.label_std)
-    curve = [
+    reduce = dist.reduce_np
+    base = Weights((), model_cfg.activation, **stats.buffers())
+    result = fit(base, model_cfg.hidden, rows.train, rows.val, cfg.lstsq, reduce)
+    weights = dataclasses.replace(base, layers=result.layers)
+    curve: list[CurveRow] = [
         {"step": i, "phase": "lstsq", "directions": c.directions, "train_loss": c.train_loss, "val_loss": c.val_loss}
         for i, c in enumerate(result.candidates, start=1)
     ]
+    if on_eval is not None:
+        for row in curve:
+            on_eval(row)
     best = result.candidates[result.best]
     if not (math.isfinite(best.val_loss) and math.isfinite(best.train_loss)):
         raise TrainingDiverged(f"least squares gave a non-finite loss ({best}); no model was written")
-    summary = {
-        "method": "lstsq",
-        "device": "cpu",  # the solve runs on the CPU in float64 (README "Training")
-        "threads": threads,
-        "numpy": np.__version__,
-        "steps": len(curve),
-        "best_step": result.best + 1,
-        "directions": best.directions,
-        "best_val_loss": best.val_loss,
-        "final_train_loss": best.train_loss,
-        "final_val_loss": best.val_loss,
-        "train_rows": int(reduce(np.array([len(train)], dtype=np.int64), "sum")[0]),
-        "parameters": sum(w.size + b.size for w, b in weights.layers),
-    }
+    train_rows = int(reduce(np.array([len(rows.train)], dtype=np.int64), "sum")[0])
+    facts = summary(
+        "lstsq",
+        "cpu",
+        curve,
+        best_step=result.best + 1,
+        best_val_loss=best.val_loss,
+        final=(best.train_loss, best.val_loss),
+        train_rows=train_rows,
+        weights=weights,
+        dist=dist,
+        threads=cfg.threads,
+        numpy=np.__version__,
+        directions=best.directions,
+    )
     wall = time.perf_counter() - t0
     log.info("least squares: %d layouts on %d rows in %.2f s; best val loss %.3g",
-             len(curve), summary["train_rows"], wall, best.val_loss)  # fmt: skip
-    return Run(weights, curve, summary, wall, {"wall_s": wall})
+             len(curve), train_rows, wall, best.val_loss)  # fmt: skip
+    return TrainResult(weights, curve, facts, {"wall_s": wall})

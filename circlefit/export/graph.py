@@ -1,0 +1,148 @@
+"""The torch side of the export: the model as an ONNX graph with the normalizer folded in, and its metadata.
+
+`export_onnx` gives a stripped ModelProto (no absolute paths, no stack traces: the same bytes
+from any checkout); `provenance` and `annotate` record what it was made from, which the sidecar
+(circlefit.export.sidecar) shows too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from typing import Any, cast
+
+import onnx
+import torch
+from google.protobuf.message import Message
+
+import circlefit
+from circlefit.config import PARAMS_FILE, Params, as_dict
+from circlefit.contract import INPUT_NAME, MODEL_VERSION, OUTPUT_NAME, sha256_hex
+from circlefit.data.normalize import Stats
+from circlefit.errors import ConfigError
+from circlefit.export.sidecar import Provenance
+from circlefit.io import dumps_json
+from circlefit.model.network import CircleModel, fold_normalizer
+
+__all__ = ["HASHED_SECTIONS", "annotate", "export_onnx", "params_digest", "provenance", "strip_metadata"]
+
+HASHED_SECTIONS = ("data", "normalize", "model", "train", "export")  # the params that determine the file
+_EXAMPLE_BATCH = 8  # > 1: torch.export specializes sizes 0 and 1, the batch stays symbolic
+
+
+def strip_metadata(proto: Message) -> None:
+    """Clear every `metadata_props` and `doc_string` in the model, its graphs, subgraphs and functions.
+
+    The exporter records per-node stack traces with absolute source paths (the file's hash would
+    change with the checkout's path), FX node names and the ExportedProgram signature.
+    """
+    for field, value in proto.ListFields():
+        if field.name in ("metadata_props", "doc_string"):
+            proto.ClearField(field.name)
+        elif field.type == field.TYPE_MESSAGE:
+            for item in (value,) if isinstance(value, Message) else value:  # a message or a repeated field
+                strip_metadata(item)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hold the exporter's chatter (pass-manager INFO, "torchvision is not installed") to errors only."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecation notices from torch.export internals
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def export_onnx(model: CircleModel, opset: int, source: str = PARAMS_FILE) -> onnx.ModelProto:
+    """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside.
+
+    The normalizer is folded into the first and last layers (`circlefit.model.fold_normalizer`):
+    the graph is Gemm → activation → … → Gemm, with the stats kept in the metadata.
+
+    PyTorch's TorchScript exporter (`dynamo=False`) writes this graph in a fraction of the time
+    the dynamo exporter takes, most of which is one-time setup of its op registry and of
+    torch.export (BENCHMARKS.md "Export"); both give Gemm → Relu → Gemm here.
+    """
+    model = model.to("cpu").eval()
+    module = fold_normalizer(model)
+    buf = io.BytesIO()
+    with _quiet_exporter():
+        torch.onnx.export(
+            module,
+            (torch.zeros(_EXAMPLE_BATCH, 2),),
+            cast(Any, buf),  # the TorchScript exporter writes to a file-like object too
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    strip_metadata(proto)
+    got = {o.domain: o.version for o in proto.opset_import}.get("")
+    if got != opset:  # the exporter silently substitutes an opset it can produce
+        raise ConfigError(f"{source}: export.opset {opset} cannot be produced by torch {torch.__version__} (got {got})")
+    # Stripped of node metadata, the graph uses nothing newer than its opset's IR version; stamping that
+    # (8 for opset 18) instead of the exporter's lets older runtimes load the file too.
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    return proto
+
+
+def params_digest(params: Params) -> tuple[str, str]:
+    """(sha256, canonical JSON) of the params sections that determine the exported file."""
+    text = dumps_json(_hashed_params(params))
+    return sha256_hex(text.encode()), text
+
+
+def _hashed_params(params: Params) -> dict[str, Any]:
+    return {name: as_dict(getattr(params, name)) for name in HASHED_SECTIONS}
+
+
+def provenance(stats: Stats, params: Params, train_radius: float, metrics: dict[str, Any]) -> Provenance:
+    """What the file is made from, built once; `annotate` and the sidecar both take it."""
+    hashed = _hashed_params(params)
+    return Provenance(
+        normalization=stats.to_json(),
+        train_radius=float(train_radius),
+        params=hashed,
+        params_sha256=sha256_hex(dumps_json(hashed).encode()),
+        exporter=f"torch {torch.__version__}, onnx {onnx.__version__}",
+        metrics=metrics,
+    )
+
+
+def annotate(proto: onnx.ModelProto, prov: Provenance) -> dict[str, str]:
+    """Set doc_string, producer, model_version and circlefit.* metadata_props; returns the props."""
+    train_radius = prov.train_radius
+    proto.producer_name = "circlefit"
+    proto.producer_version = circlefit.__version__
+    proto.domain = "circlefit"
+    proto.model_version = MODEL_VERSION
+    proto.doc_string = (
+        f"circlefit: predicts x² + y² from raw coordinates. Input {INPUT_NAME!r} float32 [batch, 2] (x, y); "
+        f"output {OUTPUT_NAME!r} float32 [batch, 1]. Input standardization and label de-standardization are "
+        "folded into the first and last layers' weights (the stats: metadata circlefit.normalization). "
+        f"Trained on radius <= {train_radius:g}; outside it the error grows."
+    )
+    props = {
+        "circlefit.normalization": dumps_json(prov.normalization).strip(),
+        "circlefit.params_sha256": prov.params_sha256,
+        "circlefit.params": dumps_json(prov.params).strip(),
+        "circlefit.train_radius": repr(train_radius),
+        "circlefit.exporter": prov.exporter,
+    }
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    return props

@@ -1,0 +1,55 @@
+"""The process edge every stage shares: kernel pins before torch or numpy load, and one-line errors.
+
+Pins: the default pipeline's tracked bytes do not need them (every number that decides them is
+computed with CPU-independent arithmetic, RELIABILITY.md "Numeric policy"). They narrow what
+still runs on vendor kernels, the `gradient` method and PyTorch's side of the parity gate, to
+the branches Intel and AMD CPUs share: MKL's COMPATIBLE path (its AVX2 branch silently falls
+back to AUTO on AMD), ATen and oneDNN at AVX2, and no dynamic thread counts. A variable the
+user set wins; CIRCLEFIT_PIN_KERNELS=0 sets none (tests/test_portable.py runs with them off).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import NoReturn
+
+__all__ = ["PINS", "pin_cpu_kernels", "run_stage"]
+
+PINS = {
+    "MKL_CBWR": "COMPATIBLE",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_DYNAMIC": "FALSE",
+    "OMP_DYNAMIC": "FALSE",
+}
+
+
+def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Set each pin the environment does not already set; returns what was set."""
+    if environ.get("CIRCLEFIT_PIN_KERNELS", "1") == "0":
+        return {}
+    added = {k: v for k, v in PINS.items() if k not in environ}
+    environ.update(added)
+    return added
+
+
+def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
+    """Run a stage's `main`; expected failures print `circlefit NAME: error: …` and exit 1.
+
+    Expected: every CirclefitError (circlefit.errors), and OSError (a full disk, a read-only or
+    vanished directory), whose message names the file and the errno. Anything else is a bug and
+    keeps its traceback.
+    """
+    from circlefit.errors import CirclefitError
+
+    level = os.environ.get("CIRCLEFIT_LOG", "INFO").upper()
+    logging.basicConfig(level=level, format=f"circlefit {name}: %(message)s", stream=sys.stderr)
+    try:
+        main()
+    except (CirclefitError, OSError) as e:
+        print(f"circlefit {name}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
