@@ -2,8 +2,10 @@
 # Create ./.venv and install circlefit into it from the lock: every package at the exact version and
 # sha256 of requirements/lock.txt (refresh: bash scripts/lock.sh). Extras as arguments:
 #   bash scripts/install.sh                  base (CPU torch 2.13.0+cpu)
-#   bash scripts/install.sh dev runtimes     + pytest/ruff/mypy and openvino/tract (what CI installs)
+#   bash scripts/install.sh dev runtimes     + pytest/ruff/mypy/gto/tritonclient and openvino/tract
 #   bash scripts/install.sh bench            + matplotlib
+#   bash scripts/install.sh serve            + mlflow-skinny, pandas, uvicorn, fastapi (circlefit package mlflow)
+#   bash scripts/install.sh dev runtimes serve   what CI installs (scripts/test.sh)
 # CIRCLEFIT_TORCH=cuda: torch's CUDA build and its nvidia-* packages, locked in requirements/lock-cuda.txt.
 # CIRCLEFIT_TORCH=<spec> (e.g. 'torch==2.14.1'): that torch, unlocked; the rest still from the lock.
 # CIRCLEFIT_UNLOCKED=1: pyproject.toml's ranges, no lock (another Python or platform than the lock's).
