@@ -55,11 +55,15 @@ def test_repro_through_export_then_copy_elsewhere_then_fail_cleanly(project, tmp
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal([np.float32(line.split(",")[2]) for line in proc.stdout.splitlines()[1:]], got)
 
-    # The model is a declared DVC artifact.
+    # The model and the whole export directory are declared DVC artifacts.
     code = (
-        "from dvc.repo import Repo; a = Repo().artifacts.read()['dvc.yaml']['circlefit-model']; print(a.type, a.path)"
+        "from dvc.repo import Repo; a = Repo().artifacts.read()['dvc.yaml']; "
+        "print(*(f'{n} {a[n].type} {a[n].path}' for n in sorted(a)))"
     )
-    assert run([str(BIN / "python"), "-c", code], repo).stdout.split() == ["model", "data/export/model.onnx"]
+    assert run([str(BIN / "python"), "-c", code], repo).stdout.split() == [
+        *("circlefit-export", "model", "data/export"),
+        *("circlefit-model", "model", "data/export/model.onnx"),
+    ]
 
     # Same inputs, another checkout path (its own copy of circlefit on sys.path): byte-identical outputs.
     other = project(name="elsewhere/deeper/checkout")
