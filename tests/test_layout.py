@@ -9,6 +9,8 @@ Layers, bottom to top (a module may import its own package and anything in a low
     model, report             the torch module and its weights file; the pure review report
     train, evaluate           training (one entry) and metrics
     export                    the verified ONNX bundle
+    verify                    a model checked against its sidecar and probes (the export's own tolerance)
+    package                   serving formats (MLflow, Triton, ORT) written from a verified model
     cli                       the console script: the edge, imported by nothing (but `python -m circlefit`)
 """
 
@@ -29,6 +31,8 @@ LAYERS = [
     {"model", "report"},
     {"train", "evaluate"},
     {"export"},
+    {"verify"},
+    {"package"},
     {"cli"},
     {"__main__"},
 ]

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from circlefit.cli import predict, report
+from circlefit.cli import predict, report, verify
 from circlefit.errors import CirclefitError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -32,6 +32,12 @@ COMMANDS: dict[str, Command] = {
         predict.configure,
         predict.run,
         ["circlefit predict 3 4 -1.5 2", "circlefit predict --csv points.csv", "printf '3,4\\n' | circlefit predict"],
+    ),
+    "verify": Command(
+        "check a model against its sidecar: sha256, then the probes in onnxruntime within the export's tolerance",
+        verify.configure,
+        verify.run,
+        ["circlefit verify data/export", "circlefit verify model-pkg/model.onnx"],
     ),
     "report": Command(
         "markdown review report of a change: params, metrics and plots diffs",
