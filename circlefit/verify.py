@@ -30,7 +30,7 @@ from circlefit.export.parity import Tolerance
 from circlefit.io import json_number, read_json
 from circlefit.runtime import load_session, predict
 
-__all__ = ["CHECKS", "Verified", "VerifyError", "find_model", "verify"]
+__all__ = ["CHECKS", "Probes", "Verified", "VerifyError", "find_model", "verify"]
 
 CHECKS = ("model", "sidecar", "sha256", "probes", "load", "parity")
 
@@ -45,21 +45,35 @@ class VerifyError(CirclefitError, ValueError):
 
 
 @dataclass(frozen=True)
+class Probes:
+    """The export's probes: inputs, the float64 value of the stored weights at each, and the tolerance."""
+
+    file: Path
+    xy: np.ndarray  # float32 [N, 2]
+    expected: np.ndarray  # float64 [N]
+    tolerance: Tolerance
+
+    def ratios(self, got: np.ndarray) -> np.ndarray:
+        """|got - expected| / bound per probe for outputs `got` [N]: <= 1 is within tolerance (NaN: inf)."""
+        diff = np.abs(got.astype(np.float64) - self.expected)
+        return np.where(np.isnan(diff), np.inf, diff / self.tolerance.bound(self.expected))
+
+
+@dataclass(frozen=True)
 class Verified:
     """What `verify` checked, for its one-line report."""
 
     model: Path
     sidecar: Path
     sha256: str
-    probes: int
-    tolerance: Tolerance
+    probes: Probes
     worst: float  # the largest |got - expected| / bound over the probes; <= 1 passed
     runtime: str
 
     def summary(self) -> str:
         return (
-            f"{self.model}: ok: sha256 {self.sha256[:12]}… matches {self.sidecar.name}; {self.probes} probes within "
-            f"the export's tolerance (rtol {self.tolerance.rtol:g}) in {self.runtime}, "
+            f"{self.model}: ok: sha256 {self.sha256[:12]}… matches {self.sidecar.name}; {len(self.probes.xy)} probes "
+            f"within the export's tolerance (rtol {self.probes.tolerance.rtol:g}) in {self.runtime}, "
             f"worst {self.worst:.2f} of the bound"
         )
 
@@ -148,14 +162,7 @@ def _check_sha256(model: Path, side: _Sidecar) -> str:
     return actual
 
 
-@dataclass(frozen=True)
-class _Probes:
-    xy: np.ndarray  # float32 [N, 2]
-    expected: np.ndarray  # float64 [N]
-    tolerance: Tolerance
-
-
-def _read_probes(side: _Sidecar, model_sha256: str) -> _Probes:
+def _read_probes(side: _Sidecar, model_sha256: str) -> Probes:
     path = side.probes
     try:
         raw = path.read_bytes()
@@ -183,33 +190,32 @@ def _read_probes(side: _Sidecar, model_sha256: str) -> _Probes:
             f"expected {n} inputs [x, y] and {n} finite expected values ({side.path.name}'s probes.count); "
             f"got inputs {list(xy.shape)}, expected {list(expected.shape)}",
         )
-    return _Probes(xy, expected, tolerance)
+    return Probes(path, xy, expected, tolerance)
 
 
-def _check_parity(model: Path, side: _Sidecar, probes: _Probes) -> float:
+def _check_parity(model: Path, probes: Probes) -> float:
     try:
         # load_session hashes the bytes it loads against the sidecar again: the file cannot change in between
         session = load_session(model, threads=1)  # the export's parity gate runs 1 thread too
     except PredictError as e:
         raise VerifyError("load", model, str(e).removeprefix(f"{model}: ")) from None
     try:
-        got = predict(session, probes.xy).astype(np.float64)
+        got = predict(session, probes.xy)
     except Exception as e:  # onnxruntime's own exception types derive from Exception only
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VerifyError("load", model, f"onnxruntime cannot run the probes ({first})") from None
-    diff = np.abs(got - probes.expected)
-    bound = probes.tolerance.bound(probes.expected)
-    ratio = np.where(np.isnan(diff), np.inf, diff / bound)
+    ratio = probes.ratios(got)
     failing = int((ratio > 1.0).sum())
     if failing:
         i = int(np.argmax(ratio))
         x, y = (float(v) for v in probes.xy[i])
+        bound = float(probes.tolerance.bound(probes.expected[i : i + 1])[0])
         raise VerifyError(
             "parity",
             model,
-            f"{failing} of {len(ratio)} probes ({side.probes.name}) out of the export's tolerance; worst "
+            f"{failing} of {len(ratio)} probes ({probes.file.name}) out of the export's tolerance; worst "
             f"xy=({x!r}, {y!r}): expected {float(probes.expected[i])!r}, got {float(got[i])!r}, "
-            f"|diff| {float(diff[i]):.6g} > {float(bound[i]):.6g}",
+            f"|diff| {abs(float(got[i]) - float(probes.expected[i])):.6g} > {bound:.6g}",
         )
     return float(np.max(ratio, initial=0.0))
 
@@ -220,5 +226,5 @@ def verify(path: str | Path) -> Verified:
     side = _read_sidecar(model)
     sha = _check_sha256(model, side)
     probes = _read_probes(side, sha)
-    worst = _check_parity(model, side, probes)
-    return Verified(model, side.path, sha, len(probes.xy), probes.tolerance, worst, f"onnxruntime {ort.__version__}")
+    worst = _check_parity(model, probes)
+    return Verified(model, side.path, sha, probes, worst, f"onnxruntime {ort.__version__}")

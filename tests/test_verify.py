@@ -70,9 +70,10 @@ def test_the_result_records_what_was_checked(export_dir: Path) -> None:
     probes = json.loads((export_dir / "probes.json").read_text())
     result = verify(export_dir)
     assert result.sha256 == sha256_hex((export_dir / "model.onnx").read_bytes())
-    assert result.probes == probes["count"] and 0.0 <= result.worst <= 1.0
+    assert len(result.probes.xy) == probes["count"] and 0.0 <= result.worst <= 1.0
+    assert result.probes.file == export_dir / "probes.json"
     tol = probes["tolerance"]
-    assert result.tolerance == Tolerance(tol["rtol"], tol["label_mean"], tol["label_std"])
+    assert result.probes.tolerance == Tolerance(tol["rtol"], tol["label_mean"], tol["label_std"])
 
 
 def test_a_tampered_byte_fails_the_sha256_check(copy: Path) -> None:
