@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from circlefit.cli import predict, report, verify
+from circlefit.cli import package, predict, report, verify
 from circlefit.errors import CirclefitError
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -38,6 +38,12 @@ COMMANDS: dict[str, Command] = {
         verify.configure,
         verify.run,
         ["circlefit verify data/export", "circlefit verify model-pkg/model.onnx"],
+    ),
+    "package": Command(
+        "write a serving package of the verified model: mlflow, triton or ort",
+        package.configure,
+        package.run,
+        ["circlefit package mlflow --out model-mlflow", "circlefit package triton --out triton-repo"],
     ),
     "report": Command(
         "markdown review report of a change: params, metrics and plots diffs",
