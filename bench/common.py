@@ -19,14 +19,20 @@ RESULTS = ROOT / "bench" / "results"
 
 def machine() -> dict[str, Any]:
     """CPU model, cores and library versions, recorded beside every result."""
-    cpu = "unknown"
+    cpu, ids = "unknown", {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and cpu == "unknown":
+                cpu = value
+            elif key in ("cpu family", "model") and key not in ids:
+                ids[key] = value  # the generation where the name does not say it ("AMD EPYC" on some VMs)
+            if not key:
+                break  # the first CPU's block ends at a blank line
     except OSError:
         pass
+    if ids:
+        cpu += f" (family {ids.get('cpu family', '?')}, model {ids.get('model', '?')})"
     versions = {}
     for mod in ("torch", "numpy", "onnx", "onnxruntime", "dvc"):
         try:
@@ -47,9 +53,10 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def save(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
+    """Write bench/results/NAME.json (or `path`) with the command and the machine beside the payload."""
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": name,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),

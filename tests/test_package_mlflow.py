@@ -11,6 +11,7 @@ import filecmp
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,7 @@ from circlefit.package import mlflow as mlflow_package
 from circlefit.runtime import load_session
 from circlefit.verify import verify
 
-from conftest import REPO
+from conftest import REPO, env
 from tiny_model import tiny_model
 
 
@@ -146,3 +147,23 @@ def test_mlflow_models_serve_answers_and_refuses_malformed_bodies(history: Path,
         group = server.proc.pid
         assert serving.live_members(group)  # a live control: the server's processes are seen while it runs
     assert serving.live_members(group) == []  # stopped: mlflow and uvicorn are gone
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_runs(history: Path, tmp_path: Path) -> None:
+    """bench/serve.py end to end, one short round, so it does not rot between runs (its numbers are not checked)."""
+    require_serve()
+    out = tmp_path / "serve.json"
+    cmd = [sys.executable, str(REPO / "bench" / "serve.py"), "--model", str(history / "data/export/model.onnx")]
+    cmd += ["--rounds", "1", "--n1", "5", "--nbig", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    servers = {"model", "floor", "model_default_threads", "in_process_model", "in_process_floor"}
+    assert set(result["medians"]) == servers
+    assert all(v > 0 for d in result["medians"].values() for v in d.values())
+    assert result["machine"]["cpu"] and set(result["ratios"]) == {
+        "served_model_over_served_floor",
+        "default_threads_over_served_floor",
+        "served_over_in_process_model",
+    }
