@@ -59,13 +59,13 @@ class Tensor:
     dtype: str  # circlefit.export.sidecar.describe_io's name: float32, or the ONNX type's name
     shape: tuple[int | str, ...]
 
-    def batched(self) -> tuple[int, ...]:
-        """The dims after the batch dim; the first dim must be symbolic and the others fixed."""
+    def batched(self, model: Path) -> tuple[int, ...]:
+        """The dims after the batch dim; the first dim of `model`'s tensor must be symbolic and the others fixed."""
         if not self.shape or not isinstance(self.shape[0], str):
-            raise PackageError(f"{self.name!r} has shape {list(self.shape)}: its first dim is not a batch dim")
+            raise PackageError(f"{model}: {self.name!r} has shape {list(self.shape)}: its first dim is not a batch dim")
         rest = self.shape[1:]
         if not all(isinstance(d, int) for d in rest):
-            raise PackageError(f"{self.name!r} has shape {list(self.shape)}: only the first dim may vary")
+            raise PackageError(f"{model}: {self.name!r} has shape {list(self.shape)}: only the first dim may vary")
         return tuple(int(d) for d in rest)
 
 
@@ -155,7 +155,7 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.{os.getpid()}.", dir=out.parent))
     try:
         yield tmp
-        for path in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        for path in [*sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True), tmp]:
             _fsync(path)  # files, then their directories, deepest first
         mask = os.umask(0)
         os.umask(mask)

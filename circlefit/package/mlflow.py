@@ -62,7 +62,7 @@ def _signature(source: Source) -> Any:
             dtype = np.dtype(t.dtype)
         except TypeError:
             raise PackageError(f"{source.model}: {t.name!r} has type {t.dtype}, not a numpy dtype") from None
-        return TensorSpec(dtype, (-1, *t.batched()), t.name)
+        return TensorSpec(dtype, (-1, *t.batched(source.model)), t.name)
 
     return ModelSignature(
         inputs=Schema([spec(t) for t in source.inputs]), outputs=Schema([spec(t) for t in source.outputs])

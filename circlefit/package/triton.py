@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from circlefit.package.base import MODEL_FILE, Packaged, PackageError, Tensor, load_source, write_package
+from circlefit.package.base import MODEL_FILE, Packaged, PackageError, Source, Tensor, load_source, write_package
 from circlefit.runtime import CHUNK_ROWS
 
 __all__ = ["MAX_BATCH_SIZE", "NAME", "TRITON_TYPES", "config_pbtxt", "package"]
@@ -25,16 +25,16 @@ MAX_BATCH_SIZE = CHUNK_ROWS
 TRITON_TYPES = {"float32": "TYPE_FP32"}  # describe_io's dtype -> Triton's DataType (the contract's one type)
 
 
-def _tensor(t: Tensor, kind: str) -> str:
+def _tensor(t: Tensor, kind: str, model: Path) -> str:
     try:
         dtype = TRITON_TYPES[t.dtype]
     except KeyError:
-        raise PackageError(f"{kind} {t.name!r} has type {t.dtype}, which has no Triton type here") from None
-    dims = ", ".join(str(d) for d in t.batched())
+        raise PackageError(f"{model}: {kind} {t.name!r} has type {t.dtype}, which has no Triton type here") from None
+    dims = ", ".join(str(d) for d in t.batched(model))
     return f'  {{\n    name: "{t.name}"\n    data_type: {dtype}\n    dims: [ {dims} ]\n  }}'
 
 
-def config_pbtxt(inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], max_batch_size: int) -> str:
+def config_pbtxt(source: Source, max_batch_size: int) -> str:
     """Triton's config.pbtxt for the graph's inputs and outputs, batched, on the CPU."""
     if max_batch_size < 1:
         raise PackageError(f"max_batch_size must be > 0 (batching on), got {max_batch_size}")
@@ -42,8 +42,8 @@ def config_pbtxt(inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], max_ba
         f'name: "{NAME}"\n'
         'backend: "onnxruntime"\n'
         f"max_batch_size: {max_batch_size}\n"
-        "input [\n" + ",\n".join(_tensor(t, "input") for t in inputs) + "\n]\n"
-        "output [\n" + ",\n".join(_tensor(t, "output") for t in outputs) + "\n]\n"
+        "input [\n" + ",\n".join(_tensor(t, "input", source.model) for t in source.inputs) + "\n]\n"
+        "output [\n" + ",\n".join(_tensor(t, "output", source.model) for t in source.outputs) + "\n]\n"
         "dynamic_batching { }\n"
         "instance_group [\n  {\n    count: 1\n    kind: KIND_CPU\n  }\n]\n"
     )
@@ -52,7 +52,7 @@ def config_pbtxt(inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], max_ba
 def package(model: str | Path, out: str | Path, max_batch_size: int = MAX_BATCH_SIZE) -> Packaged:
     """Verify `model`, then write a Triton model repository into `out` (new or empty), verified in place."""
     source = load_source(model)
-    config = config_pbtxt(source.inputs, source.outputs, max_batch_size)
+    config = config_pbtxt(source, max_batch_size)
 
     def fill(tmp: Path) -> None:
         (tmp / NAME / VERSION).mkdir(parents=True)
