@@ -2,7 +2,7 @@
 
 Usage: python bench/inference.py [--threads 1] [--compile]
 Backends: `ort` (one session.run per batch, sequential, no spinning), `ort_default_opts`,
-`circlefit_predict` (circlefit.predict.predict: input checks, CHUNK_ROWS rows per call),
+`circlefit_predict` (circlefit.runtime.predict: input checks, CHUNK_ROWS rows per call),
 `torch_eager` (one forward per batch), `torch_eager_chunked` (CHUNK_ROWS rows per forward),
 `torch_compile` (with --compile) all run the exported network (circlefit.model.fold_normalizer);
 `torch_eager_unfolded` runs the trained CircleModel (elementwise normalizer around the network).

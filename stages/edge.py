@@ -10,6 +10,7 @@ user set wins; CIRCLEFIT_PIN_KERNELS=0 sets none (tests/test_portable.py runs wi
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -36,20 +37,31 @@ def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> dict[str,
     return added
 
 
-def run_stage(name: str, main: Callable[[], None]) -> NoReturn:
+def run_stage(name: str, main: Callable[[], None], *, collect: bool = True) -> NoReturn:
     """Run a stage's `main`; expected failures print `circlefit NAME: error: …` and exit 1.
 
     Expected: every CirclefitError (circlefit.errors), and OSError (a full disk, a read-only or
     vanished directory), whose message names the file and the errno. Anything else is a bug and
     keeps its traceback.
+
+    Garbage collection: importing `stages` turned the cyclic collector off for the imports; the
+    objects they made (10⁵–10⁶ with torch) are frozen here, out of every later collection, and the
+    collector goes back on unless `collect=False` (the export stage: the ONNX exporter allocates
+    millions of short-lived objects in one call, and the process ends soon after). Frozen again at
+    exit, so the interpreter's teardown does not walk them either. What it saves: BENCHMARKS.md.
     """
     from circlefit.errors import CirclefitError
 
     level = os.environ.get("CIRCLEFIT_LOG", "INFO").upper()
     logging.basicConfig(level=level, format=f"circlefit {name}: %(message)s", stream=sys.stderr)
+    gc.freeze()
+    if collect:
+        gc.enable()
     try:
         main()
     except (CirclefitError, OSError) as e:
         print(f"circlefit {name}: error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        gc.freeze()
     sys.exit(0)

@@ -37,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage("export", main)
+    run_stage("export", main, collect=False)

@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 
 from circlefit.runtime import load_session, predict
 
-from conftest import BIN, dump_yaml, dvc, git, run
+from conftest import BIN, dump_yaml, dvc, env, git, run
 
 pytestmark = pytest.mark.slow
 OUTS = (
@@ -73,7 +73,13 @@ def test_repro_through_export_then_copy_elsewhere_then_fail_cleanly(project, tmp
         dst = other / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if (repo / rel).is_dir() else shutil.copy)(repo / rel, dst)
-    run(_export_cmd(other), other)
+    # ...with every DeprecationWarning shown: the supported exporter, and nothing printed but our own log lines.
+    e = env() | {"PYTHONWARNINGS": "always::DeprecationWarning", "CIRCLEFIT_LOG": "INFO"}
+    proc = subprocess.run(_export_cmd(other), cwd=other, env=e, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and all(line.startswith("circlefit export: ") for line in proc.stderr.splitlines()), (
+        proc.stdout + proc.stderr
+    )
     for rel in OUTS:
         assert (other / rel).read_bytes() == (repo / rel).read_bytes(), rel
         assert str(tmp_path).encode() not in (other / rel).read_bytes()  # no checkout path inside

@@ -7,8 +7,8 @@ import hashlib
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -244,17 +244,23 @@ def test_untampered_write_verified_passes(tiny: Tiny, proto: onnx.ModelProto, tm
     assert bundle.model.is_file() and bundle.sidecar.is_file() and sidecar["parity"]["runtimes"]
 
 
-def test_opset_is_checked_after_export(tiny: Tiny, monkeypatch: pytest.MonkeyPatch) -> None:
-    proto = export_onnx(tiny.model, 13)  # the TorchScript exporter writes the opset it is asked for
-    assert {o.domain: o.version for o in proto.opset_import}[""] == 13 and proto.ir_version == 7
-    real = torch.onnx.export
-
-    def substitutes(*args: Any, **kw: Any) -> Any:  # an exporter that quietly writes another opset
-        return real(*args, **{**kw, "opset_version": 18})
-
-    monkeypatch.setattr(torch.onnx, "export", substitutes)
+def test_opset_is_exactly_the_one_asked_for(tiny: Tiny) -> None:
+    proto = export_onnx(tiny.model, 14)  # the lowest the exporter can write (the schema's floor)
+    assert {o.domain: o.version for o in proto.opset_import} == {"": 14}
+    assert proto.ir_version == helper.find_min_ir_version_for(list(proto.opset_import)) == 7
     with pytest.raises(ConfigError, match=r"params.yaml: export.opset 13 cannot be produced .* \(got 18\)"):
-        export_onnx(tiny.model, 13)
+        export_onnx(tiny.model, 13)  # torch converts from 18 and has no way down to 13: it says nothing
+
+
+def test_the_supported_exporter_writes_a_folded_graph_and_warns_of_nothing(tiny: Tiny) -> None:
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        proto = export_onnx(tiny.model, 18)
+    assert [str(w.message) for w in seen if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
+    assert [n.op_type for n in proto.graph.node] == ["Gemm", "Relu", "Gemm"]
+    for value in (*proto.graph.input, *proto.graph.output):
+        assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert not proto.functions and {o.domain for o in proto.opset_import} == {""}
 
 
 def test_stale_stats_are_refused(tiny: Tiny) -> None:

@@ -192,7 +192,7 @@ class EvaluateConfig(_Section):
 
 
 class ExportConfig(_Section):
-    opset: Int = Field(ge=13, le=23)
+    opset: Int = Field(ge=14, le=23)  # what torch.onnx.export(dynamo=True) can write
     probes: Int = Field(gt=0)  # probe vectors shipped for consumers' tests
     parity_random: Int = Field(gt=0)  # random points in the parity check
     parity_large_batch: Int = Field(gt=0)

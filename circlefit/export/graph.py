@@ -8,11 +8,10 @@ from any checkout); `provenance` and `annotate` record what it was made from, wh
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import warnings
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import onnx
 import torch
@@ -27,8 +26,9 @@ from circlefit.export.sidecar import Provenance
 from circlefit.io import dumps_json
 from circlefit.model.network import CircleModel, fold_normalizer
 
-__all__ = ["HASHED_SECTIONS", "annotate", "export_onnx", "params_digest", "provenance", "strip_metadata"]
+__all__ = ["BATCH_DIM", "HASHED_SECTIONS", "annotate", "export_onnx", "params_digest", "provenance", "strip_metadata"]
 
+BATCH_DIM = "batch"  # the symbolic first dimension of the input and the output
 HASHED_SECTIONS = ("data", "normalize", "model", "train", "export")  # the params that determine the file
 _EXAMPLE_BATCH = 8  # > 1: torch.export specializes sizes 0 and 1, the batch stays symbolic
 
@@ -49,52 +49,77 @@ def strip_metadata(proto: Message) -> None:
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """Hold the exporter's chatter (pass-manager INFO, "torchvision is not installed") to errors only."""
+    """Hold the exporter's chatter to errors: "torchvision is not installed" (torch.onnx logger),
+    the opset down-conversion notices (torch.onnx, onnxscript), and the one FutureWarning torch's
+    own `ExportedProgram.run_decompositions` raises (`isinstance(treespec, LeafSpec)` is
+    deprecated), matched by its message. Any other warning is shown.
+    """
     loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
     levels = [lg.level for lg in loggers]
     try:
         for lg in loggers:
             lg.setLevel(logging.ERROR)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # deprecation notices from torch.export internals
+            warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
+def _check_graph(proto: onnx.ModelProto, opset: int, source: str) -> None:
+    """Exactly `opset`, standard operators only, and a batch that stayed symbolic: else a ConfigError."""
+    got = {o.domain: o.version for o in proto.opset_import}
+    if got.get("") != opset:  # the exporter converts from its own opset; below 14 it cannot, and says nothing
+        raise ConfigError(
+            f"{source}: export.opset {opset} cannot be produced by torch {torch.__version__} (got {got.get('')})"
+        )
+    if set(got) != {""} or len(proto.functions):  # a torchlib function or domain left in the file
+        raise ConfigError(
+            f"{source}: the exported graph uses domains {sorted(got)} and {len(proto.functions)} functions; "
+            "circlefit's file holds standard ONNX operators only"
+        )
+    for value in (*proto.graph.input, *proto.graph.output):
+        first = value.type.tensor_type.shape.dim[0]
+        if first.dim_param != BATCH_DIM:  # torch.export specialized the batch: the file would take one size
+            raise ConfigError(f"{source}: {value.name!r} dimension 0 is {first!r}, not the symbolic {BATCH_DIM!r}")
+
+
 def export_onnx(model: CircleModel, opset: int, source: str = PARAMS_FILE) -> onnx.ModelProto:
     """The model (raw xy in, raw x² + y² out) as a stripped ModelProto of exactly `opset`, weights inside.
 
-    The normalizer is folded into the first and last layers (`circlefit.model.fold_normalizer`):
-    the graph is Gemm → activation → … → Gemm, with the stats kept in the metadata.
-
-    PyTorch's TorchScript exporter (`dynamo=False`) writes this graph in a fraction of the time
-    the dynamo exporter takes, most of which is one-time setup of its op registry and of
-    torch.export (BENCHMARKS.md "Export"); both give Gemm → Relu → Gemm here.
+    torch.onnx.export(dynamo=True): torch.export traces the module with the batch symbolic, the
+    graph is translated to ONNX and onnxscript's optimizer folds constants. The normalizer is
+    folded into the first and last layers (circlefit.model.network.fold_normalizer), so the graph
+    is Gemm → activation → … → Gemm, with the stats kept in the metadata. Then, for bytes that
+    depend on nothing but the weights and `opset`: the metadata (stack traces with absolute paths,
+    FX node names, the ExportedProgram signature) and the graph's value_info (shapes every
+    consumer infers again) are removed, and ir_version is the least `opset` needs (8 for 18), so
+    older runtimes load the file too. What the exporter costs: BENCHMARKS.md ("Pipeline").
     """
-    model = model.to("cpu").eval()
-    module = fold_normalizer(model)
-    buf = io.BytesIO()
+    module = fold_normalizer(model.to("cpu").eval())
     with _quiet_exporter():
-        torch.onnx.export(
+        program = torch.onnx.export(
             module,
             (torch.zeros(_EXAMPLE_BATCH, 2),),
-            cast(Any, buf),  # the TorchScript exporter writes to a file-like object too
+            dynamo=True,
+            external_data=False,
+            opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            opset_version=opset,
-            dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            do_constant_folding=True,
+            # A named Dim: a bare string would become Dim.DYNAMIC, silently static if specialized.
+            dynamic_shapes=({0: torch.export.Dim(BATCH_DIM)},),
+            optimize=True,  # folds the Constants that gelu's decomposition leaves (milliseconds)
+            verify=False,  # the parity gate (circlefit.export.parity) checks the file as written
+            report=False,
+            verbose=False,  # no progress lines on stdout
         )
-    proto = onnx.load_from_string(buf.getvalue())
+    if program is None:  # the return type covers dynamo=False too
+        raise AssertionError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
+    proto = program.model_proto
     strip_metadata(proto)
-    got = {o.domain: o.version for o in proto.opset_import}.get("")
-    if got != opset:  # the exporter silently substitutes an opset it can produce
-        raise ConfigError(f"{source}: export.opset {opset} cannot be produced by torch {torch.__version__} (got {got})")
-    # Stripped of node metadata, the graph uses nothing newer than its opset's IR version; stamping that
-    # (8 for opset 18) instead of the exporter's lets older runtimes load the file too.
+    del proto.graph.value_info[:]
+    _check_graph(proto, opset, source)
     proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
     return proto
 

@@ -215,7 +215,12 @@ CORPUS: list[tuple[str, str, str, Edit]] = [
         set_value("train.lstsq.smoothness", "-1e-6"),
     ),
     ("zero-threads.yaml", "train.threads", "no threads", set_value("train.threads", "0")),
-    ("old-opset.yaml", "export.opset", "opset below 13", set_value("export.opset", "12")),
+    (
+        "old-opset.yaml",
+        "export.opset",
+        "an opset the exporter cannot write (below 14)",
+        set_value("export.opset", "13"),
+    ),
     (
         "min-delta-1.5.yaml",
         "train.gradient.early_stopping.min_delta",
