@@ -52,6 +52,7 @@ FINAL_RTOL = 1e-3  # final test RMSE and best validation loss, relative (measure
 LBFGS_STEPS = 5
 TWO_RANKS = {"train": {"lbfgs_steps": LBFGS_STEPS, "distributed": {"enabled": True, "nproc_per_node": 2}}}
 OUTPUTS = ("data/model/weights.safetensors", "data/train/loss.tsv", "data/train/summary.json")
+STAGING = ".*.tmp.*.ranks"  # the launcher's staging directory: a temp sibling of its first output (circlefit.io)
 
 
 # ---- the pieces, without processes -------------------------------------------------------
@@ -220,7 +221,7 @@ def test_two_nodes_as_the_readme_launches_them(one_and_two, tmp_path: Path) -> N
     for rel in OUTPUTS:
         assert (node0 / rel).read_bytes() == two["outputs"][rel], rel
         assert not (node1 / rel).exists(), rel  # node rank 1 writes nothing
-    assert not list(node1.glob("data/**/.circlefit-ranks.*"))
+    assert not list(node1.glob(f"data/**/{STAGING}"))
 
 
 def _ranks(tag: str) -> dict[int, int]:
@@ -253,7 +254,7 @@ def test_a_killed_rank_fails_the_stage_with_no_outputs(project) -> None:
         while not {0, 1} <= set(ranks := _ranks(tag)):
             assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never started"
             time.sleep(0.2)
-        while not list((repo / "data/train").glob(".circlefit-ranks.*")):  # the launcher's staging dir
+        while not list((repo / "data/train").glob(STAGING)):  # the launcher's staging dir
             time.sleep(0.2)
         time.sleep(3)  # well into training (the ranks are in their all-reduces)
         os.kill(ranks[1], signal.SIGKILL)
@@ -266,6 +267,6 @@ def test_a_killed_rank_fails_the_stage_with_no_outputs(project) -> None:
     assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
     for rel in OUTPUTS:
         assert not (repo / rel).exists(), rel
-    assert not list(repo.glob("data/**/.circlefit-ranks.*")), "staging debris left behind"
+    assert not list(repo.glob(f"data/**/{STAGING}")), "staging debris left behind"
     assert (repo / "dvc.lock").read_bytes() == lock  # DVC recorded nothing
     assert not _ranks(tag), "a rank outlived the stage"
