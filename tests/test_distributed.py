@@ -52,6 +52,7 @@ FINAL_RTOL = 1e-3  # final test RMSE and best validation loss, relative (measure
 LBFGS_STEPS = 5
 TWO_RANKS = {"train": {"lbfgs_steps": LBFGS_STEPS, "distributed": {"enabled": True, "nproc_per_node": 2}}}
 OUTPUTS = ("data/model/weights.safetensors", "data/train/loss.tsv", "data/train/summary.json")
+DDP_PROBE = Path(__file__).resolve().parent / "ddp_probe"
 STAGING = ".*.tmp.*.ranks"  # the launcher's staging directory: a temp sibling of its first output (circlefit.io)
 
 
@@ -239,29 +240,30 @@ def _ranks(tag: str) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_fails_the_stage_with_no_outputs(project) -> None:
+def test_a_killed_rank_fails_the_stage_with_no_outputs(project, tmp_path: Path) -> None:
     repo = project(
         {"train": {"method": "gradient", "epochs": 1_000_000, "distributed": {"enabled": True}}}
     )  # until killed
     run([str(BIN / "dvc"), "repro", "normalize"], repo)
     lock = (repo / "dvc.lock").read_bytes()
     tag = f"CIRCLEFIT_TEST_RUN={os.getpid()}-{time.monotonic_ns()}"
-    e = env() | dict([tag.split("=", 1)])
+    marks = tmp_path / "collectives"  # each rank marks here when it is into training (tests/ddp_probe)
+    marks.mkdir()
+    e = env() | dict([tag.split("=", 1)]) | {"PYTHONPATH": str(DDP_PROBE), "CIRCLEFIT_TEST_COLLECTIVES": str(marks)}
     dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "train"], cwd=repo, env=e, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not {0, 1} <= set(ranks := _ranks(tag)):
-            assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never started"
+        deadline = time.monotonic() + 600  # a guard against a hang, not a timing assumption
+        while not ({0, 1} <= set(ranks := _ranks(tag)) and {"rank0", "rank1"} <= set(os.listdir(marks))):
+            assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never got into training"
             time.sleep(0.2)
-        while not list((repo / "data/train").glob(STAGING)):  # the launcher's staging dir
-            time.sleep(0.2)
-        time.sleep(3)  # well into training (the ranks are in their all-reduces)
-        os.kill(ranks[1], signal.SIGKILL)
-        out, _ = dvc.communicate(timeout=120)
+        assert list((repo / "data/train").glob(STAGING))  # the launcher's staging dir, while the ranks run
+        os.kill(ranks[1], signal.SIGKILL)  # both are past their third all-reduce: training, in step
+        out, _ = dvc.communicate(timeout=600)
     finally:
         if dvc.poll() is None:
             dvc.kill()
+            dvc.wait()
     assert dvc.returncode != 0, out
     assert "circlefit train: error: torchrun exited with status 1: a rank failed" in out, out
     assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
