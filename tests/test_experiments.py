@@ -58,7 +58,7 @@ def _queue_state(repo: Path) -> tuple[bool, bool] | None:
     """(tasks still Queued/Running, workers alive) from `dvc queue status`; None if it timed out or failed."""
     try:
         proc = subprocess.run(
-            [str(BIN / "dvc"), "queue", "status"], cwd=repo, env=env(), capture_output=True, text=True, timeout=60
+            [str(BIN / "dvc"), "queue", "status"], cwd=repo, env=env(), capture_output=True, text=True, timeout=600
         )
     except subprocess.TimeoutExpired:
         return None

@@ -190,7 +190,7 @@ def kill_half_way(repo: Path, stage: str, nbytes: int, tmp: Path) -> str:
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
+            proc.wait(timeout=600)
     assert proc.returncode == -signal.SIGKILL
     return log.read_text()
 

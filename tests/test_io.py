@@ -203,7 +203,7 @@ def _child(code: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]
     finally:
         if proc.stdin and not proc.stdin.closed:
             proc.stdin.close()  # ends a child waiting on it; a killed one is only reaped
-        proc.wait(timeout=120)  # a guard against a hang: the child exits at once when its stdin closes
+        proc.wait(timeout=600)  # a guard against a hang: the child exits at once when its stdin closes
 
 
 def _temp(parent: Path, output: str, pid: int, tag: str) -> Path:
@@ -224,7 +224,7 @@ def test_a_dead_writers_temp_is_swept_by_the_next_write_a_live_ones_is_kept(tmp_
         assert sweep_stale(path) == [] and Path(live).is_dir()
         assert writer.stdin is not None
         writer.stdin.close()  # let it finish: its temp was untouched, so its rename goes through
-        assert writer.wait(timeout=120) == 0
+        assert writer.wait(timeout=600) == 0
     assert path.read_text() == "from the other writer" and not Path(live).exists()
     assert sweep_stale(tmp_path / "other.txt") == [other] and not other.exists()
 
@@ -251,7 +251,7 @@ def test_a_live_writers_temp_is_kept_whatever_pid_its_name_carries(tmp_path: Pat
         assert sweep_stale(path) == [] and renamed.is_dir() and all(d.is_dir() for d in named)
         for proc in (holder, writer):
             proc.kill()
-            proc.wait(timeout=120)  # reaped: it is gone, and with it its locks
+            proc.wait(timeout=600)  # reaped: it is gone, and with it its locks
         assert sweep_stale(path) == sorted([renamed, *named])
     assert os.listdir(tmp_path) == []
 
