@@ -71,6 +71,8 @@ def _new_temp_dir(path: Path, suffix: str = "") -> tuple[Path, int]:
 
     The lock is an flock on an fd opened on the directory itself (O_CLOEXEC: programs the writer
     starts don't inherit it); it lasts until the fd closes, at the latest when the process ends.
+    It is a shared lock: enough to stop a sweep's exclusive one, and NFS (which emulates flock
+    with byte-range locks) grants it on a read-only fd, as a directory's must be.
     mkdtemp and the lock are two steps: a sweep can find the directory between them, lock it and
     remove it. Then the name no longer leads to the inode we locked, and we make another. Once
     the lock is ours and the name still leads to it, no sweep touches it.
@@ -82,7 +84,7 @@ def _new_temp_dir(path: Path, suffix: str = "") -> tuple[Path, int]:
         except FileNotFoundError:  # swept before we could open it
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a sweep that took it first removes it
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a sweep that took it first removes it
         except OSError as e:
             if e.errno not in _NO_FLOCK:
                 os.close(fd)
@@ -105,7 +107,7 @@ def _lock_if_free(entry: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        return None  # held (EWOULDBLOCK): its writer runs; or a filesystem without flock: cannot tell
+        return None  # held (EWOULDBLOCK): its writer runs; or no flock here (or NFS's EBADF): cannot tell
     return fd
 
 
@@ -114,7 +116,7 @@ def sweep_stale(path: str | Path) -> list[Path]:
 
     SIGKILL or a power cut skips every cleanup, so `.NAME.tmp.PID.*` can be left beside an
     output. They never sit under a final name, git ignores them, and the next write of the
-    same output removes them here. A writer holds an flock on its temp directory for as long as
+    same output removes them here. A writer holds a (shared) flock on its temp directory while
     it writes; the kernel drops it when the writer's files close as it exits, before it is even a
     zombie. So a temp whose lock we can take has no writer, whichever process has the pid in its
     name now (pids are reused); a locked one is left alone.

@@ -178,13 +178,13 @@ with (atomic_file if kind == "file" else atomic_dir)(path) as tmp:
     sys.stdin.read()
 """
 
-# Another process that holds the lock a writer holds (an flock on each directory given) until its stdin closes.
+# Another process that holds the lock a writer holds (a shared flock on each directory given) until its stdin closes.
 HOLDER = """
 import fcntl, os, sys
 
 fds = [os.open(d, os.O_RDONLY) for d in sys.argv[1:]]
 for fd in fds:
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    fcntl.flock(fd, fcntl.LOCK_SH)
 print("locked", flush=True)
 sys.stdin.read()
 """
