@@ -22,6 +22,7 @@ The lstsq method sums exactly (circlefit.exact): its 2-rank outputs are the one-
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -250,25 +251,33 @@ def test_a_killed_rank_fails_the_stage_with_no_outputs(project, tmp_path: Path) 
     marks = tmp_path / "collectives"  # each rank marks here when it is into training (tests/ddp_probe)
     marks.mkdir()
     e = env() | dict([tag.split("=", 1)]) | {"PYTHONPATH": str(DDP_PROBE), "CIRCLEFIT_TEST_COLLECTIVES": str(marks)}
-    dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "train"], cwd=repo, env=e, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    log = tmp_path / "dvc.log"  # a file, not a pipe nobody reads while the ranks train
+    with log.open("w") as sink:
+        dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "train"], cwd=repo, env=e, stdout=sink,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 600  # a guard against a hang, not a timing assumption
-        while not ({0, 1} <= set(ranks := _ranks(tag)) and {"rank0", "rank1"} <= set(os.listdir(marks))):
-            assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never got into training"
-            time.sleep(0.2)
-        assert list((repo / "data/train").glob(STAGING))  # the launcher's staging dir, while the ranks run
-        os.kill(ranks[1], signal.SIGKILL)  # both are past their third all-reduce: training, in step
-        out, _ = dvc.communicate(timeout=600)
+        try:
+            deadline = time.monotonic() + 600  # a guard against a hang, not a timing assumption
+            while not ({0, 1} <= set(ranks := _ranks(tag)) and {"rank0", "rank1"} <= set(os.listdir(marks))):
+                assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never got into training"
+                time.sleep(0.2)
+            assert list((repo / "data/train").glob(STAGING))  # the launcher's staging dir, while the ranks run
+            os.kill(ranks[1], signal.SIGKILL)  # both are past their third all-reduce: training, in step
+            dvc.wait(timeout=600)
+        finally:
+            if dvc.poll() is None:  # failed before the end: stop the run (the launcher stops torchrun's ranks)
+                os.killpg(dvc.pid, signal.SIGTERM)
+                dvc.wait(timeout=600)
+        out = log.read_text()
+        assert dvc.returncode != 0, out
+        assert "circlefit train: error: torchrun exited with status 1: a rank failed" in out, out
+        assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
+        for rel in OUTPUTS:
+            assert not (repo / rel).exists(), rel
+        assert not list(repo.glob(f"data/**/{STAGING}")), "staging debris left behind"
+        assert (repo / "dvc.lock").read_bytes() == lock  # DVC recorded nothing
+        assert not _ranks(tag), "a rank outlived the stage"
     finally:
-        if dvc.poll() is None:
-            dvc.kill()
-            dvc.wait()
-    assert dvc.returncode != 0, out
-    assert "circlefit train: error: torchrun exited with status 1: a rank failed" in out, out
-    assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
-    for rel in OUTPUTS:
-        assert not (repo / rel).exists(), rel
-    assert not list(repo.glob(f"data/**/{STAGING}")), "staging debris left behind"
-    assert (repo / "dvc.lock").read_bytes() == lock  # DVC recorded nothing
-    assert not _ranks(tag), "a rank outlived the stage"
+        for pid in _ranks(tag).values():  # whatever failed above, no rank of this test trains on
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
