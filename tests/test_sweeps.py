@@ -71,13 +71,13 @@ def test_each_worker_keeps_its_gpu_and_cpus(project, tmp_path: Path) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs 2 CPUs to pin 2 workers apart")
-    repo = project({"train": {"threads": 1, "lbfgs_steps": 0}})
+    repo = project({"train": {"threads": 1}})
     with (repo / "circlefit/__init__.py").open("a", encoding="utf-8") as f:
         f.write(PROBE)
     git(repo, "commit", "-q", "-am", "pinning probe")
     probe, gate = tmp_path / "seen.txt", tmp_path / "gate"
     e = env() | {"CIRCLEFIT_TEST_PIN_PROBE": str(probe), "CIRCLEFIT_TEST_PIN_GATE": str(gate)}
-    dvc(repo, "exp", "run", "--queue", "-S", "train.lr=0.003,0.01")
+    dvc(repo, "exp", "run", "--queue", "-S", "train.lstsq.margin=0.04,0.05")  # a key the default method reads
     try:
         _start_worker(repo, 1, "0", cpus[0], e)  # the only worker: it takes one experiment and holds it at the gate
         _until("worker 1 running an experiment", lambda: len(_seen(probe)) >= 1, repo)
