@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import glob
 import io
 import json
@@ -30,6 +32,7 @@ __all__ = [
     "read_json",
     "save_array",
     "sweep_stale",
+    "temp_dir",
     "temp_glob",
     "write_json",
     "write_table",
@@ -57,18 +60,58 @@ def temp_glob(name: str) -> str:
 
 
 def _temp_prefix(path: Path) -> str:
-    # The writer's pid is in the name, so a later run can tell a dead writer's leftovers from a live one's.
+    # The pid in the name says who wrote it, for a human reading `ls -a`; whether that writer still
+    # runs is decided by its lock (see sweep_stale), never by the pid, which may be reused.
     return f".{path.name}.tmp.{os.getpid()}."
 
 
-def _alive(pid: int) -> bool:
+# flock(2) errors that mean "this filesystem has no flock"; there, sweep_stale cannot lock either and keeps every temp.
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
+def _new_temp_dir(path: Path, suffix: str = "") -> tuple[Path, int]:
+    """A new empty directory `.NAME.tmp.PID.XXXXXXXX` beside `path`, and an fd holding its lock.
+
+    The lock is an flock on an fd opened on the directory itself (O_CLOEXEC: programs the writer
+    starts don't inherit it); it lasts until the fd closes, at the latest when the process ends.
+    It is a shared lock: enough to stop a sweep's exclusive one, and NFS (which emulates flock
+    with byte-range locks) grants it on a read-only fd, as a directory's must be.
+    mkdtemp and the lock are two steps: a sweep can find the directory between them, lock it and
+    remove it. Then the name no longer leads to the inode we locked, and we make another. Once
+    the lock is ours and the name still leads to it, no sweep touches it.
+    """
+    while True:
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=suffix, dir=path.parent))
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:  # swept before we could open it
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a sweep that took it first removes it
+        except OSError as e:
+            if e.errno not in _NO_FLOCK:
+                os.close(fd)
+                raise
+        try:
+            if os.path.samestat(os.lstat(tmp), os.fstat(fd)):
+                return tmp, fd
+        except FileNotFoundError:  # swept after we opened it
+            pass
+        os.close(fd)
+
+
+def _lock_if_free(entry: Path) -> int | None:
+    """An fd holding `entry`'s lock if no other process held it (its writer is gone), else None."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
+        fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # gone already, or not ours to open (another user's): cannot tell, so leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # held (EWOULDBLOCK): its writer runs; or no flock here (or NFS's EBADF): cannot tell
+    return fd
 
 
 def sweep_stale(path: str | Path) -> list[Path]:
@@ -76,19 +119,43 @@ def sweep_stale(path: str | Path) -> list[Path]:
 
     SIGKILL or a power cut skips every cleanup, so `.NAME.tmp.PID.*` can be left beside an
     output. They never sit under a final name, git ignores them, and the next write of the
-    same output removes them here. A live writer's temp (its pid still runs) is left alone.
+    same output removes them here. A writer holds a (shared) flock on its temp directory while
+    it writes; the kernel drops it when the writer's files close as it exits, before it is even a
+    zombie. So a temp whose lock we can take has no writer, whichever process has the pid in its
+    name now (pids are reused); a locked one is left alone.
     """
     path = Path(path)
     removed = []
     for stale in sorted(path.parent.glob(temp_glob(path.name))):
-        pid = stale.name[len(f".{path.name}.tmp.") :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        fd = _lock_if_free(stale)
+        if fd is None:
+            continue
+        try:  # removed while locked, so a writer that made it a moment ago sees it go (_new_temp_dir)
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 stale.unlink(missing_ok=True)
-            removed.append(stale)
+        finally:
+            os.close(fd)
+        removed.append(stale)
     return removed
+
+
+@contextlib.contextmanager
+def temp_dir(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a new empty directory beside `path`, `.NAME.tmp.PID.XXXXXXXX{suffix}`; removed on exit.
+
+    It is locked while the block runs: `sweep_stale(path)` leaves it alone until then, and
+    removes it if this process is killed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, fd = _new_temp_dir(path, suffix)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # then unlock: a live writer's temp is never unlocked
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -102,8 +169,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path)
-    tmpdir = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
-    try:
+    with temp_dir(path) as tmpdir:
         tmp = tmpdir / path.name
         yield tmp
         with open(tmp, "rb+") as f:
@@ -111,32 +177,34 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_umask())  # as open() would: some writers (safetensors) make 0600
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield an empty directory to fill; on success it replaces directory `path`."""
+    """Yield an empty directory to fill; on success it replaces directory `path`.
+
+    The yielded temp directory becomes the output itself, so the writer's lock is on the
+    directory (see temp_dir), never a file inside it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(path)
-    prefix = _temp_prefix(path)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    old = path.parent / f"{prefix}old"
-    try:
-        yield tmp
-        for child in tmp.iterdir():
-            with open(child, "rb+") as f:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700; a final directory gets the usual mode
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    with temp_dir(path) as tmp:
+        # The old output waits here between the two renames. It is not locked: a sweep that removes
+        # it then takes nothing this writer still needs; after a kill, the next write sweeps it.
+        old = path.parent / f"{tmp.name}.old"
+        try:
+            yield tmp
+            for child in tmp.iterdir():
+                with open(child, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700; a final directory gets the usual mode
+            if path.exists():
+                os.replace(path, old)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def dumps_json(obj: Any) -> str:

@@ -106,7 +106,7 @@ def try_file(repo: Path, path: Path) -> Outcome:
     outcome = Outcome(path.name, key)
     for name in stages_for(path):
         outcome.stages.append(name)
-        proc = run(stage_argv(name, params=str(path)), repo, check=False, timeout=120)
+        proc = run(stage_argv(name, params=str(path)), repo, check=False, timeout=600)
         lines = [s for s in proc.stderr.splitlines() if s.startswith(f"circlefit {name}: error: ")]
         if proc.returncode == 0:
             outcome.problems.append(f"{name}: accepted it")

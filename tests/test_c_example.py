@@ -36,7 +36,7 @@ def binary() -> Path:
     if missing:
         _unavailable(f"the C example needs {', '.join(missing)}")
     proc = subprocess.run(
-        ["make", "-C", str(EXAMPLE), f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=300
+        ["make", "-C", str(EXAMPLE), f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=600
     )
     if proc.returncode != 0:
         _unavailable(f"make -C examples/c failed:\n{proc.stdout}\n{proc.stderr}")
@@ -51,7 +51,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check(binary: Path, d: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(binary), str(d / "model.onnx"), str(d / "probes.json")], capture_output=True, text=True, timeout=60
+        [str(binary), str(d / "model.onnx"), str(d / "probes.json")], capture_output=True, text=True, timeout=600
     )
 
 

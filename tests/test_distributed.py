@@ -22,6 +22,7 @@ The lstsq method sums exactly (circlefit.exact): its 2-rank outputs are the one-
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -52,6 +53,8 @@ FINAL_RTOL = 1e-3  # final test RMSE and best validation loss, relative (measure
 LBFGS_STEPS = 5
 TWO_RANKS = {"train": {"gradient": {"lbfgs_steps": LBFGS_STEPS}, "distributed": {"enabled": True, "nproc_per_node": 2}}}
 OUTPUTS = ("data/model/weights.safetensors", "data/train/loss.tsv", "data/train/summary.json")
+DDP_PROBE = Path(__file__).resolve().parent / "ddp_probe"
+STAGING = ".*.tmp.*.ranks"  # the launcher's staging directory: a temp sibling of its first output (circlefit.io)
 
 
 # ---- the pieces, without processes -------------------------------------------------------
@@ -226,7 +229,7 @@ def test_two_nodes_as_the_readme_launches_them(one_and_two, tmp_path: Path) -> N
     for rel in OUTPUTS:
         assert (node0 / rel).read_bytes() == two["outputs"][rel], rel
         assert not (node1 / rel).exists(), rel  # node rank 1 writes nothing
-    assert not list(node1.glob("data/**/.circlefit-ranks.*"))
+    assert not list(node1.glob(f"data/**/{STAGING}"))
 
 
 def _ranks(tag: str) -> dict[int, int]:
@@ -244,34 +247,43 @@ def _ranks(tag: str) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_fails_the_stage_with_no_outputs(project) -> None:
+def test_a_killed_rank_fails_the_stage_with_no_outputs(project, tmp_path: Path) -> None:
     repo = project(
         {"train": {"method": "gradient", "gradient": {"epochs": 1_000_000}, "distributed": {"enabled": True}}}
     )  # until killed
     run([str(BIN / "dvc"), "repro", "normalize"], repo)
     lock = (repo / "dvc.lock").read_bytes()
     tag = f"CIRCLEFIT_TEST_RUN={os.getpid()}-{time.monotonic_ns()}"
-    e = env() | dict([tag.split("=", 1)])
-    dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "train"], cwd=repo, env=e, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    marks = tmp_path / "collectives"  # each rank marks here when it is into training (tests/ddp_probe)
+    marks.mkdir()
+    e = env() | dict([tag.split("=", 1)]) | {"PYTHONPATH": str(DDP_PROBE), "CIRCLEFIT_TEST_COLLECTIVES": str(marks)}
+    log = tmp_path / "dvc.log"  # a file, not a pipe nobody reads while the ranks train
+    with log.open("w") as sink:
+        dvc = subprocess.Popen([str(BIN / "dvc"), "repro", "train"], cwd=repo, env=e, stdout=sink,
+                               stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not {0, 1} <= set(ranks := _ranks(tag)):
-            assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never started"
-            time.sleep(0.2)
-        while not list((repo / "data/train").glob(".circlefit-ranks.*")):  # the launcher's staging dir
-            time.sleep(0.2)
-        time.sleep(3)  # well into training (the ranks are in their all-reduces)
-        os.kill(ranks[1], signal.SIGKILL)
-        out, _ = dvc.communicate(timeout=120)
+        try:
+            deadline = time.monotonic() + 600  # a guard against a hang, not a timing assumption
+            while not ({0, 1} <= set(ranks := _ranks(tag)) and {"rank0", "rank1"} <= set(os.listdir(marks))):
+                assert dvc.poll() is None and time.monotonic() < deadline, "the ranks never got into training"
+                time.sleep(0.2)
+            assert list((repo / "data/train").glob(STAGING))  # the launcher's staging dir, while the ranks run
+            os.kill(ranks[1], signal.SIGKILL)  # both are past their third all-reduce: training, in step
+            dvc.wait(timeout=600)
+        finally:
+            if dvc.poll() is None:  # failed before the end: stop the run (the launcher stops torchrun's ranks)
+                os.killpg(dvc.pid, signal.SIGTERM)
+                dvc.wait(timeout=600)
+        out = log.read_text()
+        assert dvc.returncode != 0, out
+        assert "circlefit train: error: torchrun exited with status 1: a rank failed" in out, out
+        assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
+        for rel in OUTPUTS:
+            assert not (repo / rel).exists(), rel
+        assert not list(repo.glob(f"data/**/{STAGING}")), "staging debris left behind"
+        assert (repo / "dvc.lock").read_bytes() == lock  # DVC recorded nothing
+        assert not _ranks(tag), "a rank outlived the stage"
     finally:
-        if dvc.poll() is None:
-            dvc.kill()
-    assert dvc.returncode != 0, out
-    assert "circlefit train: error: torchrun exited with status 1: a rank failed" in out, out
-    assert "exitcode  : -9" in out, out  # torchrun's report names the killed rank as the root cause
-    for rel in OUTPUTS:
-        assert not (repo / rel).exists(), rel
-    assert not list(repo.glob("data/**/.circlefit-ranks.*")), "staging debris left behind"
-    assert (repo / "dvc.lock").read_bytes() == lock  # DVC recorded nothing
-    assert not _ranks(tag), "a rank outlived the stage"
+        for pid in _ranks(tag).values():  # whatever failed above, no rank of this test trains on
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

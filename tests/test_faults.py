@@ -2,9 +2,10 @@
 
 Per stage: (1) a write that fails half-way (ENOSPC after half of the stage's key output reached the
 disk) and (2) SIGKILL of the whole process group (dvc, its shell, the stage) while that half-written
-file sits on disk. Afterwards no file under a final name differs from the clean run's, dvc.lock is
-byte-identical, the leftovers of a kill are git-ignored temp siblings, and the next plain `dvc repro`
-succeeds with every output and dvc.lock byte-identical to the clean run's.
+file sits on disk (the stage last, so that it stays an unreaped zombie through the rerun, as under
+a PID 1 that never reaps). Afterwards no file under a final name differs from the clean run's,
+dvc.lock is byte-identical, the leftovers of a kill are git-ignored temp siblings, and the next
+plain `dvc repro` succeeds with every output and dvc.lock byte-identical to the clean run's.
 
 The faults come from tests/faults/sitecustomize.py, which Python loads from PYTHONPATH; it acts
 only inside the targeted stage's process, so the library has no test-only code path.
@@ -12,6 +13,8 @@ only inside the targeted stage's process, so the library has no test-only code p
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -20,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,12 +99,54 @@ def fault_env(stage: str, kind: str, target: str, nbytes: int, mark: Path) -> di
     return e
 
 
-def running(pid: int) -> bool:
+def state_fields(stat: Path) -> list[str] | None:
+    """The fields after the command name in a /proc …/stat file (state, ppid, pgrp, …); None if it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return stat.read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def state(stat: Path) -> str | None:
+    """The state letter (R, S, D, Z, …) in a /proc …/stat file; None if that process or thread is gone."""
+    fields = state_fields(stat)
+    return fields[0] if fields else None
+
+
+def running(pid: int) -> bool:
+    """Whether any thread of process `pid` still runs. Once none does, its files are closed (and its locks gone).
+
+    A zombie no longer runs. Its thread-group leader is shown as a zombie while other threads may
+    still be exiting, holding the open files, so every thread is looked at.
+    """
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
         return False
-    return fields[0] not in ("Z", "X")  # a zombie no longer runs
+    return any(state(task / "stat") not in (None, "Z", "X") for task in tasks)
+
+
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+
+
+@contextlib.contextmanager
+def orphans_kept_as_zombies() -> Iterator[None]:
+    """In the block, processes orphaned below this one become its children, and stay zombies until it ends.
+
+    That is a kill under a PID 1 that never reaps (common in containers): the stage, killed after
+    its parents, stays a zombie, which still answers kill(pid, 0), while the rerun looks at its temp.
+    (Killed before them, a parent could reap it first: wait(2) reaps before it sees its own SIGKILL.)
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            if (state_fields(stat) or [])[:2] == ["Z", str(os.getpid())]:  # a zombie child of ours: reap it
+                os.waitpid(int(stat.parent.name), 0)
 
 
 def fail_half_way(repo: Path, stage: str, nbytes: int, tmp: Path) -> str:
@@ -116,7 +162,11 @@ def fail_half_way(repo: Path, stage: str, nbytes: int, tmp: Path) -> str:
 
 
 def kill_half_way(repo: Path, stage: str, nbytes: int, tmp: Path) -> str:
-    """`dvc repro -f -s STAGE` in its own process group, SIGKILLed once half the key output is on disk."""
+    """`dvc repro -f -s STAGE` in its own process group, SIGKILLed once half the key output is on disk.
+
+    Every process of the group is killed, the stage last: its parents are gone by then, so it
+    is orphaned to this process (see orphans_kept_as_zombies) and stays a zombie.
+    """
     mark, log = tmp / "mark", tmp / "dvc.log"
     cmd = [str(BIN / "dvc"), "repro", "-f", "-s", stage]
     e = fault_env(stage, "kill", TARGETS[stage], nbytes, mark)
@@ -128,18 +178,38 @@ def kill_half_way(repo: Path, stage: str, nbytes: int, tmp: Path) -> str:
                 assert proc.poll() is None, f"dvc ended before the fault fired:\n{log.read_text()}"
                 assert time.monotonic() < deadline, f"the fault never fired:\n{log.read_text()}"
                 time.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGKILL)
+            stage_pid = int(mark.read_text().split()[0])
+            parents = [pid for pid in group(proc.pid) if pid != stage_pid]
+            assert stage_pid in group(proc.pid) and proc.pid in parents
+            for pid in parents:  # they wait on their children and run nothing else now: none forks
+                os.kill(pid, signal.SIGKILL)
+            until_not_running(parents, "a parent of the stage survived SIGKILL")
+            os.kill(stage_pid, signal.SIGKILL)
+            until_not_running([stage_pid], "the stage survived SIGKILL")  # nothing finishes the write later
+            assert group(proc.pid) == [], "a process of the group outlived the kill"
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
+            proc.wait(timeout=600)
     assert proc.returncode == -signal.SIGKILL
-    stage_pid = int(mark.read_text().split()[0])
-    deadline = time.monotonic() + 30
-    while running(stage_pid):  # the stage went down with its group: nothing finishes the write later
-        assert time.monotonic() < deadline, "the stage survived the kill of its process group"
-        time.sleep(0.05)
     return log.read_text()
+
+
+def group(pgid: int) -> list[int]:
+    """The processes of process group `pgid` that still run (zombies do not)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = (state_fields(stat) or [""])[:3]  # state, ppid, pgrp
+        if fields[2:] == [str(pgid)] and running(int(stat.parent.name)):
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def until_not_running(pids: list[int], message: str) -> None:
+    deadline = time.monotonic() + 300  # a guard against a hang: SIGKILL needs no time we could assume
+    while any(running(pid) for pid in pids):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
 
 
 def check_left_behind(repo: Path, clean: Clean, stage: str, kind: str) -> list[str]:
@@ -194,9 +264,16 @@ def test_fault_half_way_through_a_write(clean: Clean, tmp_path: Path, stage: str
     assert nbytes > 0
     TALLY["injected"].append(f"{stage}/{kind}")
     record()
-    (fail_half_way if kind == "raise" else kill_half_way)(repo, stage, nbytes, tmp_path)
-    temps = check_left_behind(repo, clean, stage, kind)
-    check_recovers(repo, clean, stage, temps)
+    if kind == "raise":
+        fail_half_way(repo, stage, nbytes, tmp_path)
+        check_recovers(repo, clean, stage, check_left_behind(repo, clean, stage, kind))
+    else:
+        with orphans_kept_as_zombies():
+            kill_half_way(repo, stage, nbytes, tmp_path)
+            zombie = Path(f"/proc/{(tmp_path / 'mark').read_text().split()[0]}/stat")
+            assert state(zombie) == "Z", "the killed stage is not a zombie"
+            check_recovers(repo, clean, stage, check_left_behind(repo, clean, stage, kind))
+            assert state(zombie) == "Z", "the killed stage was reaped before the rerun was checked"
     TALLY["recovered"].append(f"{stage}/{kind}")
     record()
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -162,23 +165,146 @@ def test_temp_names_carry_the_pid_and_are_ignored_by_git_and_dvc(tmp_path: Path)
     assert proc.returncode == 0, "git does not ignore a killed stage's temp file"
 
 
+# A writer in another process: it enters atomic_file/atomic_dir, writes, prints its temp directory
+# (which exists and is locked from then on) and waits inside the block until its stdin closes.
+WRITER = """
+import sys
+from circlefit.io import atomic_dir, atomic_file
+
+kind, path = sys.argv[1:]
+with (atomic_file if kind == "file" else atomic_dir)(path) as tmp:
+    (tmp if kind == "file" else tmp / "part.txt").write_text("from the other writer")
+    print(tmp.parent if kind == "file" else tmp, flush=True)
+    sys.stdin.read()
+"""
+
+# Another process that holds the lock a writer holds (a shared flock on each directory given) until its stdin closes.
+HOLDER = """
+import fcntl, os, sys
+
+fds = [os.open(d, os.O_RDONLY) for d in sys.argv[1:]]
+for fd in fds:
+    fcntl.flock(fd, fcntl.LOCK_SH)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def _child(code: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run `code`; yield it with the first line it prints (it is ready then); on exit close its stdin and reap it."""
+    cmd = [sys.executable, "-c", code, *args]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        line = proc.stdout.readline().strip()
+        assert line, f"the child ended before it was ready (rc {proc.wait()})"
+        yield proc, line
+    finally:
+        if proc.stdin and not proc.stdin.closed:
+            proc.stdin.close()  # ends a child waiting on it; a killed one is only reaped
+        proc.wait(timeout=600)  # a guard against a hang: the child exits at once when its stdin closes
+
+
+def _temp(parent: Path, output: str, pid: int, tag: str) -> Path:
+    """A leftover temp directory of `output` named after `pid`, holding a half-written file."""
+    d = parent / f".{output}.tmp.{pid}.{tag}"
+    d.mkdir()
+    (d / output).write_text("half")
+    return d
+
+
 def test_a_dead_writers_temp_is_swept_by_the_next_write_a_live_ones_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "out.txt"
-    dead = tmp_path / f".out.txt.tmp.{_dead_pid()}.abcd1234"
-    live = tmp_path / f".out.txt.tmp.{os.getppid()}.efgh5678"  # our parent: running
-    other = tmp_path / f".other.txt.tmp.{_dead_pid()}.ijkl9012"  # another output's: not ours to sweep
-    for d in (dead, live, other):
-        d.mkdir()
-        (d / d.name.split(".tmp.")[0].lstrip(".")).write_text("half")
-    write_json(path, {"a": 1})
-    assert not dead.exists() and live.exists() and other.exists()
+    dead = _temp(tmp_path, "out.txt", _dead_pid(), "abcd1234")
+    other = _temp(tmp_path, "other.txt", _dead_pid(), "ijkl9012")  # another output's: not ours to sweep
+    with _child(WRITER, "file", str(path)) as (writer, live):  # a writer of the same output, in another process
+        write_json(path, {"a": 1})
+        assert not dead.exists() and Path(live).is_dir() and other.exists()
+        assert sweep_stale(path) == [] and Path(live).is_dir()
+        assert writer.stdin is not None
+        writer.stdin.close()  # let it finish: its temp was untouched, so its rename goes through
+        assert writer.wait(timeout=600) == 0
+    assert path.read_text() == "from the other writer" and not Path(live).exists()
     assert sweep_stale(tmp_path / "other.txt") == [other] and not other.exists()
+
+
+def test_a_temp_named_after_a_live_process_but_unlocked_is_swept(tmp_path: Path) -> None:
+    """Pids are reused: a killed writer's pid may belong to any live process by the time the next run looks."""
+    with _child(HOLDER) as (unrelated, _):  # live, and writing nothing
+        pids = {"ours": os.getpid(), "parent": os.getppid(), "unrelated": unrelated.pid}
+        stale = [_temp(tmp_path, "out.txt", pid, f"{who}0000") for who, pid in pids.items()]
+        assert sweep_stale(tmp_path / "out.txt") == sorted(stale)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_live_writers_temp_is_kept_whatever_pid_its_name_carries(tmp_path: Path, kind: str) -> None:
+    """The lock decides, not the name: kept while another process holds it, swept once that process ended."""
+    path = tmp_path / "out"
+    named = [_temp(tmp_path, "out", pid, f"{who}0000") for who, pid in [("dead", _dead_pid()), ("ours", os.getpid())]]
+    with _child(HOLDER, *map(str, named)) as (holder, _), _child(WRITER, kind, str(path)) as (writer, live):
+        assert sweep_stale(path) == []
+        # Renamed, the writer's temp carries another pid; its lock (on the directory) goes with it.
+        renamed = tmp_path / f".out.tmp.{_dead_pid()}.moved000"
+        os.rename(live, renamed)
+        assert sweep_stale(path) == [] and renamed.is_dir() and all(d.is_dir() for d in named)
+        for proc in (holder, writer):
+            proc.kill()
+            proc.wait(timeout=600)  # reaped: it is gone, and with it its locks
+        assert sweep_stale(path) == sorted([renamed, *named])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_writer_is_recognised_as_gone_while_still_a_zombie(tmp_path: Path) -> None:
+    """A zombie answers kill(pid, 0) until it is reaped (in containers PID 1 often never reaps); its lock is gone."""
+    path = tmp_path / "out.txt"
+    with _child(WRITER, "file", str(path)) as (writer, live):
+        writer.kill()
+        os.waitid(os.P_PID, writer.pid, os.WEXITED | os.WNOWAIT)  # it has exited; WNOWAIT: not reaped, a zombie
+        state = Path(f"/proc/{writer.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "Z"
+        os.kill(writer.pid, 0)  # no ProcessLookupError: by its pid the writer looks alive
+        assert Path(live).is_dir()
+        write_json(path, {"a": 1})
+        assert not Path(live).exists() and os.listdir(tmp_path) == ["out.txt"]
+
+
+@pytest.mark.parametrize("window", ["before open", "before lock"])
+def test_a_sweep_between_making_the_temp_and_locking_it_makes_the_writer_start_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: str
+) -> None:
+    """A temp is made, then locked: a concurrent sweep in between removes it, and the writer must not write there."""
+    path = tmp_path / "out.txt"
+    swept: list[Path] = []
+    real_mkdtemp, real_open = tempfile.mkdtemp, os.open
+
+    def mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made = real_mkdtemp(*args, **kwargs)
+        if window == "before open" and not swept:
+            swept.extend(sweep_stale(path))
+        return made
+
+    def open_(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(file, flags, *args, **kwargs)
+        if window == "before lock" and not swept and flags & os.O_DIRECTORY:
+            swept.append(Path(file))  # first, so that the sweep's own open passes through
+            assert sweep_stale(path) == swept
+        return fd
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(os, "open", open_)
+    with atomic_file(path) as tmp:
+        assert len(swept) == 1 and not swept[0].exists() and tmp.parent != swept[0] and tmp.parent.is_dir()
+        tmp.write_text("whole")
+    assert path.read_text() == "whole" and os.listdir(tmp_path) == ["out.txt"]
 
 
 def test_atomic_dir_sweeps_a_dead_writers_temp_and_old_copy(tmp_path: Path) -> None:
     out = tmp_path / "generated"
     pid = _dead_pid()
-    stale = [tmp_path / f".generated.tmp.{pid}.x1y2z3w4", tmp_path / f".generated.tmp.{pid}.old"]
+    names = ("x1y2z3w4", "x1y2z3w4.old", "old")  # a temp, its .old sibling, and the .old of earlier releases
+    stale = [tmp_path / f".generated.tmp.{pid}.{tag}" for tag in names]
     for d in stale:
         d.mkdir()
         (d / "train.npy").write_bytes(b"partial")

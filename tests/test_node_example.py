@@ -41,7 +41,7 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def node(example: Path, model: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(NODE), "check_probes.mjs", str(model)], cwd=example, capture_output=True, text=True, timeout=120
+        [str(NODE), "check_probes.mjs", str(model)], cwd=example, capture_output=True, text=True, timeout=600
     )
 
 

@@ -81,7 +81,7 @@ def render(repo: Path, command: list[str], template: Path, out: Path) -> Path:
 def probe(chromium: str, page: Path, profile: Path) -> dict[str, Any]:
     """Open `page` in headless Chromium and return what the probe script reported."""
     cmd = [chromium, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     match = _RESULT.search(proc.stdout)
     assert match, f"chromium printed no probe result (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
     text = html.unescape(match.group(1))

@@ -105,7 +105,7 @@ def server(example: Path, site: Path) -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def pages(example: Path, chromium: str, server: str, tmp_path_factory: pytest.Te
     urls = [f"{server}?model=/model/{name}/model.onnx" for name in PAGES]
     cmd = [str(NODE), "check_page.mjs", "--screenshot", str(shot), "--try", ",".join(map(str, TRY)), *urls]
     env = dict(os.environ, CHROMIUM=chromium)
-    proc = subprocess.run(cmd, cwd=example, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=example, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode in (0, 1), f"check_page.mjs failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
     results = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["url"] for r in results] == urls, proc.stdout

@@ -22,12 +22,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import FrameType
 
 from circlefit.errors import DistributedError
-from circlefit.io import atomic_file
+from circlefit.io import atomic_file, temp_dir
 
 __all__ = ["DistributedError", "run_ranks", "torchrun_command", "under_torchrun"]
 
@@ -57,10 +56,9 @@ def run_ranks(module: str, inputs: list[str], outputs: dict[str, str], nproc: in
     output under a final name, when any rank fails, or when this is node rank 0 (PET_NODE_RANK
     unset or 0) and global rank 0 wrote nothing here.
     """
-    first = Path(next(iter(outputs.values())))
-    first.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".circlefit-ranks.", dir=first.parent))
-    try:
+    # Staged beside the first output as a temp sibling (circlefit.io): git-ignored, and if this
+    # launcher is killed, swept by the next write of that output.
+    with temp_dir(next(iter(outputs.values())), suffix=".ranks") as staging:
         staged = {flag: staging / str(i) / Path(path).name for i, (flag, path) in enumerate(outputs.items())}
         args = [*inputs, *(a for flag, path in staged.items() for a in (flag, str(path)))]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -84,8 +82,6 @@ def run_ranks(module: str, inputs: list[str], outputs: dict[str, str], nproc: in
         for flag, path in outputs.items():  # in the caller's order: the model last
             with atomic_file(path) as tmp:
                 shutil.move(staged[flag], tmp)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> int:

@@ -57,15 +57,15 @@ try {
     args: FLAGS,
     viewport: { width: 1000, height: 640 },
   });
+  // Every wait below ends on an event (the page's state, its run counter); this only stops a hang.
+  context.setDefaultTimeout(600_000);
   for (const [index, url] of urls.entries()) {
     const page = await context.newPage();
     const consoleErrors = [];
     page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
     page.on("pageerror", (e) => consoleErrors.push(String(e)));
     await page.goto(url);
-    await page.waitForFunction(() => document.documentElement.dataset.state !== "loading", null, {
-      timeout: 120_000,
-    });
+    await page.waitForFunction(() => document.documentElement.dataset.state !== "loading");
     const out = { url, ...(await page.evaluate(() => JSON.parse(JSON.stringify(window.circlefit ?? {})))) };
     if (out.state === "ready") {
       out.canvas = await page.evaluate(canvasStats);

@@ -7,7 +7,8 @@ $CIRCLEFIT_FAULT_FILE is counted; after $CIRCLEFIT_FAULT_BYTES bytes (characters
 part written so far is flushed to disk and then, per $CIRCLEFIT_FAULT:
 
 - `raise`: the write fails with ENOSPC, as on a full disk (the stage sees a real OSError);
-- `kill`:  $CIRCLEFIT_FAULT_MARK is created and the process waits to be SIGKILLed by the test.
+- `kill`:  $CIRCLEFIT_FAULT_MARK appears (in one rename, holding this pid and the path) and the
+  process waits to be SIGKILLed by the test.
 
 safetensors writes its file from Rust; for that file its `save_file` is routed through Python's
 `open` (same bytes: `safetensors.numpy.save` is the in-memory form of the same serializer).
@@ -40,8 +41,10 @@ class _Budget:
 
     def fire(self, path: str) -> None:
         if _ENV("CIRCLEFIT_FAULT") == "kill":
-            with _REAL_OPEN(_ENV("CIRCLEFIT_FAULT_MARK", "fault.mark"), "w") as mark:
-                mark.write(f"{os.getpid()} {path}\n")
+            mark = _ENV("CIRCLEFIT_FAULT_MARK", "fault.mark")
+            with _REAL_OPEN(f"{mark}.part", "w") as f:  # the mark appears whole: the test reads it once it exists
+                f.write(f"{os.getpid()} {path}\n")
+            os.replace(f"{mark}.part", mark)
             while True:  # the test kills the whole process group now
                 time.sleep(1)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
