@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import onnx
 from circlefit.contract import sha256_hex, sidecar_path
 from circlefit.errors import CirclefitError
 from circlefit.export.sidecar import describe_io
-from circlefit.io import sweep_stale
+from circlefit.io import sweep_stale, temp_dir
 from circlefit.verify import Probes, verify
 
 __all__ = [
@@ -144,16 +143,16 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
     """Yield an empty directory to fill; on success it becomes `out`, on any failure it is removed.
 
     `out` must be new or an empty directory: a package never mixes with, or replaces, other files.
-    circlefit.io.atomic_dir replaces a directory of files; a package nests directories (Triton's
-    `NAME/1/`), so this fsyncs the whole tree before the rename. The temp directory is named as
-    circlefit.io names its temps (`.OUT.tmp.PID.*`), so io.sweep_stale removes one a killed run left.
+    The directory is circlefit.io's locked temp sibling of `out` (io.temp_dir), so a concurrent
+    io.sweep_stale leaves it alone and removes it if this process is killed. io.atomic_dir fsyncs
+    the files directly inside its directory; a package nests directories (Triton's `NAME/1/`), so
+    this fsyncs the whole tree before the rename.
     """
     out = Path(out)
     _refuse_existing(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp.{os.getpid()}.", dir=out.parent))
-    try:
+    with temp_dir(out) as tmp:
         yield tmp
         for path in [*sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True), tmp]:
             _fsync(path)  # files, then their directories, deepest first
@@ -165,8 +164,6 @@ def staged_dir(out: str | Path) -> Iterator[Path]:
             out.rmdir()
         os.rename(tmp, out)
         _fsync(out.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_package(fmt: str, source: Source, out: str | Path, model: str, fill: Callable[[Path], None]) -> Packaged:
