@@ -228,3 +228,17 @@ def test_mlflow_without_the_serve_extra_is_one_line_naming_the_install(export_di
         "pip install -e '.[serve]'"
     )
     nothing_left(tmp_path, out)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_packaging_imports_no_torch(fmt: str, export_dir: Path, tmp_path: Path) -> None:
+    if fmt == "mlflow":
+        require("mlflow")
+    code = (
+        "import sys; from circlefit.cli import main; "
+        f"assert main(['package', {fmt!r}, '--model', {str(export_dir)!r}, '--out', {str(tmp_path / 'pkg')!r}]) == 0; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxscript')); "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr

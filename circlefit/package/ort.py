@@ -15,8 +15,11 @@ over the probes' range, within that tolerance of model.onnx's outputs in onnxrun
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import io
 import logging
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,20 +54,37 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _converter() -> Any:
+    """onnxruntime.tools' converter module, imported without running `onnxruntime/tools/__init__.py`.
+
+    That file imports torch whenever torch is installed, for a PyTorch helper of its own; the
+    converter needs none of it, and the CLI never loads torch. The package's modules still load from
+    its own directory: only its `__init__` is skipped (unless something imported it already).
+    """
+    package = "onnxruntime.tools"
+    if package not in sys.modules:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.submodule_search_locations is None:
+            raise PackageError(f"onnxruntime {ort.__version__} has no {package}; the ORT format needs them")
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(f"{package}.convert_onnx_models_to_ort")
+
+
 def convert(data: bytes) -> tuple[bytes, str]:
     """(the ORT-format bytes, the required-operators config) of ONNX bytes, converted in a private directory.
 
     The converter writes beside its input, so it gets a copy. Fixed optimizations, no target platform:
     the fusions are saved in the file, and no x86-only layout is baked in.
     """
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-
+    converter = _converter()
     with tempfile.TemporaryDirectory(prefix="circlefit-ort-") as tmp:
         src, out = Path(tmp) / "src" / MODEL_FILE, Path(tmp) / "out"
         src.parent.mkdir()
         src.write_bytes(data)
         with _quiet():
-            convert_onnx_models_to_ort(src, output_dir=out, optimization_styles=[OptimizationStyle.Fixed])
+            converter.convert_onnx_models_to_ort(
+                src, output_dir=out, optimization_styles=[converter.OptimizationStyle.Fixed]
+            )
         converted = out / Path(MODEL_FILE).with_suffix(".ort").name
         if not converted.is_file():
             raise PackageError(f"{src.name}: onnxruntime's converter wrote no {converted.name}")
