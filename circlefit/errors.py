@@ -8,17 +8,24 @@ a bug and keeps its traceback. The second base of each class is the built-in it 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 __all__ = [
     "CirclefitError",
     "ConfigError",
     "DataError",
     "DeviceError",
     "DistributedError",
+    "PackageError",
     "ParityError",
     "PredictError",
     "ReportError",
     "TrainingDiverged",
     "UsageError",
+    "VerifyError",
 ]
 
 
@@ -60,3 +67,16 @@ class ReportError(CirclefitError, RuntimeError):
 
 class UsageError(CirclefitError, ValueError):
     """Bad command-line input; printed as one line."""
+
+
+class VerifyError(CirclefitError, ValueError):
+    """One failed check of `circlefit verify`: which check (circlefit.verify.CHECKS) and the file, in one line."""
+
+    def __init__(self, check: str, path: Path, why: str) -> None:
+        super().__init__(f"{check} check failed: {path}: {why}")
+        self.check = check
+        self.path = path
+
+
+class PackageError(CirclefitError, RuntimeError):
+    """A package that cannot be written: the message names the file or directory and what is wrong."""

@@ -48,6 +48,11 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -181,10 +186,11 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield an empty directory to fill; on success it replaces directory `path`.
+    """Yield an empty directory to fill (subdirectories too); on success it replaces directory `path`.
 
-    The yielded temp directory becomes the output itself, so the writer's lock is on the
-    directory (see temp_dir), never a file inside it.
+    Every file and directory in it is fsynced before the rename. The yielded temp directory
+    becomes the output itself, so the writer's lock is on the directory (see temp_dir), never a
+    file inside it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,9 +201,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         old = path.parent / f"{tmp.name}.old"
         try:
             yield tmp
-            for child in tmp.iterdir():
-                with open(child, "rb+") as f:
-                    os.fsync(f.fileno())
+            for child in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):  # deepest first
+                if child.is_dir():
+                    _fsync_dir(child)
+                else:
+                    _fsync_file(child)
+            _fsync_dir(tmp)
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp made it 0700; a final directory gets the usual mode
             if path.exists():
                 os.replace(path, old)

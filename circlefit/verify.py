@@ -25,23 +25,14 @@ import numpy as np
 import onnxruntime as ort
 
 from circlefit.contract import PROBES_FORMAT, SIDECAR_FORMAT, sha256_hex, sidecar_path
-from circlefit.errors import CirclefitError, DataError, PredictError
+from circlefit.errors import DataError, PredictError, VerifyError
 from circlefit.export.parity import Tolerance
 from circlefit.io import json_number, read_json
 from circlefit.runtime import load_session, predict
 
-__all__ = ["CHECKS", "Probes", "Verified", "VerifyError", "find_model", "verify"]
+__all__ = ["CHECKS", "Probes", "Verified", "find_model", "verify"]
 
 CHECKS = ("model", "sidecar", "sha256", "probes", "load", "parity")
-
-
-class VerifyError(CirclefitError, ValueError):
-    """One failed check: `check` (one of CHECKS) and the file it failed on, in one line."""
-
-    def __init__(self, check: str, path: Path, why: str) -> None:
-        super().__init__(f"{check} check failed: {path}: {why}")
-        self.check = check
-        self.path = path
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from circlefit.contract import sha256_hex
+from circlefit.errors import VerifyError
 from circlefit.export.parity import Tolerance
 from circlefit.io import dumps_json
-from circlefit.verify import VerifyError, verify
+from circlefit.verify import verify
 
 from conftest import BIN, env
 from tiny_model import tiny_model

@@ -9,7 +9,6 @@ verified; any failure before that leaves nothing there.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,14 +17,13 @@ from pathlib import Path
 import onnx
 
 from circlefit.contract import sha256_hex, sidecar_path
-from circlefit.errors import CirclefitError
+from circlefit.errors import PackageError
 from circlefit.export.sidecar import describe_io
-from circlefit.io import sweep_stale, temp_dir
+from circlefit.io import atomic_dir
 from circlefit.verify import Probes, verify
 
 __all__ = [
     "MODEL_FILE",
-    "PackageError",
     "Packaged",
     "Source",
     "Tensor",
@@ -36,10 +34,6 @@ __all__ = [
 ]
 
 MODEL_FILE = "model.onnx"  # the model's name inside every package (Triton's onnxruntime backend loads this name)
-
-
-class PackageError(CirclefitError, RuntimeError):
-    """A package that cannot be written: the message names the file or directory and what is wrong."""
 
 
 def missing_extra(fmt: str, module: str | None, extra: str) -> PackageError:
@@ -130,40 +124,18 @@ def _refuse_existing(out: Path) -> None:
         raise PackageError(f"{out}: exists and is not empty; a package goes into a new or empty directory")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def staged_dir(out: str | Path) -> Iterator[Path]:
-    """Yield an empty directory to fill; on success it becomes `out`, on any failure it is removed.
+    """Yield an empty directory to fill; on success it becomes `out`, on any failure nothing is there.
 
     `out` must be new or an empty directory: a package never mixes with, or replaces, other files.
-    The directory is circlefit.io's locked temp sibling of `out` (io.temp_dir), so a concurrent
-    io.sweep_stale leaves it alone and removes it if this process is killed. io.atomic_dir fsyncs
-    the files directly inside its directory; a package nests directories (Triton's `NAME/1/`), so
-    this fsyncs the whole tree before the rename.
+    The rest is circlefit.io.atomic_dir: a locked temp sibling, every file fsynced, one rename.
     """
     out = Path(out)
     _refuse_existing(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
-    with temp_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         yield tmp
-        for path in [*sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True), tmp]:
-            _fsync(path)  # files, then their directories, deepest first
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp made it 0700; a final directory gets the usual mode
         _refuse_existing(out)  # again: something may have written there meanwhile
-        if out.is_dir():
-            out.rmdir()
-        os.rename(tmp, out)
-        _fsync(out.parent)
 
 
 def write_package(fmt: str, source: Source, out: str | Path, model: str, fill: Callable[[Path], None]) -> Packaged:

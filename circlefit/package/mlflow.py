@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from circlefit.contract import sidecar_path
+from circlefit.errors import PackageError
 from circlefit.package.base import (
     MODEL_FILE,
     Packaged,
-    PackageError,
     Source,
     Tensor,
     load_source,

@@ -29,8 +29,9 @@ import numpy as np
 import onnxruntime as ort
 
 from circlefit.contract import sha256_hex
+from circlefit.errors import PackageError
 from circlefit.io import dumps_json
-from circlefit.package.base import MODEL_FILE, Packaged, PackageError, Source, load_source, write_package
+from circlefit.package.base import MODEL_FILE, Packaged, Source, load_source, write_package
 from circlefit.runtime import load_session, predict
 
 __all__ = ["CHECK_ROWS", "MANIFEST_FORMAT", "ORT_FILE", "convert", "package"]

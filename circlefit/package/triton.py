@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from circlefit.package.base import MODEL_FILE, Packaged, PackageError, Source, Tensor, load_source, write_package
+from circlefit.errors import PackageError
+from circlefit.package.base import MODEL_FILE, Packaged, Source, Tensor, load_source, write_package
 from circlefit.runtime import CHUNK_ROWS
 
 __all__ = ["MAX_BATCH_SIZE", "NAME", "TRITON_TYPES", "config_pbtxt", "package"]
