@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, MutableMapping
 from typing import NoReturn
 
-__all__ = ["PINS", "pin_cpu_kernels", "run_stage"]
+__all__ = ["PINS", "THREADS", "pin_cpu_kernels", "run_stage"]
 
 PINS = {
     "MKL_CBWR": "COMPATIBLE",
@@ -28,11 +28,16 @@ PINS = {
 }
 
 
+# numpy's BLAS runs one thread per caller: the heavy float64 work (the lstsq normal equations and
+# losses) spreads its row blocks over train.threads worker threads itself, and a second level of
+# BLAS threads under them only spins (bits do not depend on either: the sums are exact).
+THREADS = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def pin_cpu_kernels(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Set each pin the environment does not already set; returns what was set."""
-    if environ.get("CIRCLEFIT_PIN_KERNELS", "1") == "0":
-        return {}
-    added = {k: v for k, v in PINS.items() if k not in environ}
+    """Set each pin (and the BLAS thread count) the environment does not already set; returns what was set."""
+    wanted = THREADS if environ.get("CIRCLEFIT_PIN_KERNELS", "1") == "0" else PINS | THREADS
+    added = {k: v for k, v in wanted.items() if k not in environ}
     environ.update(added)
     return added
 

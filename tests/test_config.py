@@ -149,7 +149,16 @@ REJECTIONS: list[tuple[str, dict[str, Any], str, str | None]] = [
     ("layout of 0 directions", {"train.lstsq.directions": [3, 0]}, "train.lstsq.directions[1]", "got 0"),
     ("margin 1", {"train.lstsq.margin": 1.0}, "train.lstsq.margin", "got 1"),
     ("ridge 0", {"train.lstsq.ridge": 0}, "train.lstsq.ridge", "got 0"),
-    ("smoothness negative", {"train.lstsq.smoothness": -1e-6}, "train.lstsq.smoothness", "got -1e-06"),
+    ("smoothness negative", {"train.lstsq.smoothness": [0.0, -1e-6]}, "train.lstsq.smoothness[1]", "got -1e-06"),
+    ("edge a scalar", {"train.lstsq.edge": 0.25}, "train.lstsq.edge", "must be a list"),
+    ("ridge too big", {"train.lstsq.ridge": 1e-3}, "train.lstsq.ridge", "< 1e-06"),
+    ("select_rows 0", {"train.lstsq.select_rows": 0}, "train.lstsq.select_rows", "got 0"),
+    (
+        "66 candidates",
+        {"train.lstsq.smoothness": [0.0, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6]},
+        "train.lstsq.directions",
+        "make 66 candidates; at most 64",
+    ),
     (
         "patience negative",
         {"train.gradient.early_stopping.patience": -1},

@@ -179,12 +179,15 @@ def test_train_and_evaluate_outputs(pipeline: Runs) -> None:
     weights = load_weights(repo / "data/model/weights.safetensors")
     assert [w.shape[0] for w, _ in weights.layers[:-1]] == SMALL["model"]["hidden"]
     rows = list(csv.DictReader((repo / "data/train/loss.tsv").open(), delimiter="\t"))
-    # The default method, lstsq: one curve row per candidate layout, the summary's best is the lowest val loss.
-    assert list(rows[0]) == ["step", "phase", "directions", "train_loss", "val_loss"]
-    layouts = repo_params()["train"]["lstsq"]["directions"]
-    assert [int(r["directions"]) for r in rows] == layouts and {r["phase"] for r in rows} == {"lstsq"}
+    # The default method, lstsq: one curve row per candidate, the summary's best is the lowest val loss.
+    assert list(rows[0]) == ["step", "phase", "directions", "edge", "smoothness", "train_loss", "val_loss"]
+    s = repo_params()["train"]["lstsq"]
+    per_layout = len(s["edge"]) * len(s["smoothness"])
+    assert [int(r["directions"]) for r in rows[::per_layout]] == s["directions"]
+    assert {r["phase"] for r in rows} == {"select"}  # SMALL's splits fit in the selection subsample: no refit
     summary = json.loads((repo / "data/train/summary.json").read_text())
-    assert summary["steps"] == len(layouts) and summary["threads"] == repo_params()["train"]["threads"]
+    assert summary["steps"] == len(rows) == len(s["directions"]) * per_layout
+    assert summary["threads"] == repo_params()["train"]["threads"]
     assert summary["best_val_loss"] == min(float(r["val_loss"]) for r in rows)
     assert "wall_s" in json.loads((repo / "data/train/timing.json").read_text())
     metrics = json.loads((repo / "data/eval/metrics.json").read_text())

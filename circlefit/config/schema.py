@@ -129,14 +129,28 @@ class ModelConfig(_Section):
 
 
 class LstsqConfig(_Section):
-    """train.lstsq (circlefit.train.lstsq): hinges placed from the data, output layer by least squares."""
+    """train.lstsq (circlefit.train.lstsq): hinges placed from the data, output layer by least squares.
 
-    # Candidate layouts (evenly spaced hinge directions); the lowest validation loss picks one.
+    Candidates: every K in `directions` (one set of normal equations each) × every `edge` × every
+    `smoothness` (one penalized solve each); the lowest validation loss wins.
+    """
+
     directions: tuple[Annotated[Int, Field(gt=0, le=4096)], ...] = Field(min_length=1, strict=False)
-    margin: Real = Field(ge=0, lt=1)  # knots reach this fraction of the data's range past it on each side
-    smoothness: Real = Field(ge=0)  # penalty on curvature changes between neighbouring edge knots (relative)
-    edge: Real = Field(ge=0, lt=0.5)  # knots past the data or within this fraction of its range from the ends
-    ridge: Real = Field(gt=0, lt=1)  # damping of every output weight (relative)
+    margin: Real = Field(ge=0, lt=1)  # margin knots reach this fraction of the data's range past it
+    margin_knots: Int = Field(ge=0, le=64)  # knots per margin zone (none where it cannot hold them)
+    # Thin knots: fewer rows on their thinner side than edge × the direction's mean (or none).
+    edge: tuple[Annotated[Real, Field(ge=0, le=1e9)], ...] = Field(min_length=1, strict=False)
+    edge_smoothness: Real = Field(ge=0)  # curvature continuation on thin knots: λ of λ·N·∫(g‴)²
+    smoothness: tuple[Annotated[Real, Field(ge=0)], ...] = Field(min_length=1, strict=False)  # λ on every pair
+    ridge: Real = Field(gt=0, lt=1e-6)  # damping of every hinge weight (never the bias), relative
+    select_rows: Int = Field(gt=0)  # candidates are compared on the first rows of train and val, this many
+
+    @model_validator(mode="after")
+    def _bounded(self) -> LstsqConfig:
+        count = len(self.directions) * len(self.edge) * len(self.smoothness)
+        if count > 64:
+            raise _rule("directions", f"× {{at}}edge × {{at}}smoothness make {count} candidates; at most 64")
+        return self
 
 
 class EarlyStoppingConfig(_Section):

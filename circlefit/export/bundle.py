@@ -27,7 +27,7 @@ from circlefit.data.normalize import Stats
 from circlefit.errors import DataError
 from circlefit.export.card import model_card
 from circlefit.export.graph import annotate, export_onnx, provenance
-from circlefit.export.parity import Runner, Tolerance, check_parity, parity_inputs, runners
+from circlefit.export.parity import BLOCK_ROWS, Runner, Tolerance, check_parity, parity_inputs, runners
 from circlefit.export.sidecar import ParityRecord, ProbesRef, Provenance, build_sidecar, probe_inputs, probes_json
 from circlefit.export.zoo import write_test_data_set
 from circlefit.io import atomic_dir, atomic_file, dumps_json
@@ -62,11 +62,19 @@ def expected_outputs(model: CircleModel, sets: dict[str, np.ndarray], written: s
     """
     weights = Weights.of(model)
     double = copy.deepcopy(model).double()
-    with torch.no_grad():
-        out = {
-            name: double(torch.from_numpy(xy).double())[:, 0].numpy() for name, xy in sets.items() if name != written
-        }
-    return out | {written: mlp64.predict(weights, sets[written])}
+
+    def forward(xy: np.ndarray) -> np.ndarray:  # in blocks: no [rows, width] layer of a whole split at once
+        out = np.empty(len(xy))
+        with torch.no_grad():
+            for start in range(0, len(xy), BLOCK_ROWS):
+                out[start : start + BLOCK_ROWS] = double(torch.from_numpy(xy[start : start + BLOCK_ROWS]).double())[
+                    :, 0
+                ]
+        return out
+
+    return {name: forward(xy) for name, xy in sets.items() if name != written} | {
+        written: mlp64.predict(weights, sets[written])
+    }
 
 
 def _torch_runner(model: CircleModel) -> Runner:

@@ -20,7 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Reduce", "Split", "dot_t", "fsum_rows", "gram", "local", "matmul", "plan_split", "sum_squares"]
+__all__ = [
+    "ExactSum",
+    "Reduce",
+    "Split",
+    "combine",
+    "dot_t",
+    "exponents",
+    "fsum_rows",
+    "gram",
+    "local",
+    "matmul",
+    "pairs",
+    "plan_split",
+]
 
 # Sums over ranks of int64 accumulators / float64 maxima / row counts (identity in one process).
 Reduce = Callable[[np.ndarray, str], np.ndarray]
@@ -56,7 +69,7 @@ def plan_split(rows: int, slices: int = 3) -> Split:
     return Split(bits, slices, 1 << (_MANTISSA - 2 * bits))
 
 
-def _exponents(colmax: np.ndarray) -> np.ndarray:
+def exponents(colmax: np.ndarray) -> np.ndarray:
     """Per column, e with max |column| < 2**e (0 for an all-zero column)."""
     _, e = np.frexp(colmax)
     return np.where(colmax > 0, e, 0).astype(np.int64)
@@ -75,7 +88,7 @@ def _slices(x: np.ndarray, exps: np.ndarray, split: Split) -> list[np.ndarray]:
     return out
 
 
-def _pairs(split: Split) -> list[tuple[int, int]]:
+def pairs(split: Split) -> list[tuple[int, int]]:
     """Slice pairs down to a weight 2**-(slices*bits) below the leading pair (smaller ones are dropped)."""
     return [(i, j) for i in range(split.slices) for j in range(split.slices) if i + j < split.slices]
 
@@ -95,24 +108,35 @@ def dot_t(
     single-process one. `symmetric`: X is Y, so the pair (j, i) is the transpose of (i, j).
     """
     split = plan_split(rows, slices)
-    ex, ey = _exponents(colmax[0]), _exponents(colmax[1])
-    pairs = _pairs(split)
+    ex, ey = exponents(colmax[0]), exponents(colmax[1])
+    used = pairs(split)
     acc: dict[tuple[int, int], np.ndarray] = {}
     for xb, yb in x_chunks():
         for start in range(0, len(xb), split.chunk):
             xs = _slices(xb[start : start + split.chunk], ex, split)
             ys = xs if symmetric else _slices(yb[start : start + split.chunk], ey, split)
-            for i, j in pairs:
+            for i, j in used:
                 if symmetric and i > j:
                     continue
                 part = (xs[i].T @ ys[j]).astype(np.int64)  # exact: integers below 2**53
                 acc[(i, j)] = acc[(i, j)] + part if (i, j) in acc else part
     if symmetric:
-        for i, j in pairs:
+        for i, j in used:
             if i > j and (j, i) in acc:
                 acc[(i, j)] = acc[(j, i)].T
+    return combine(acc, ex, ey, split, reduce)
+
+
+def combine(
+    acc: dict[tuple[int, int], np.ndarray], ex: np.ndarray, ey: np.ndarray, split: Split, reduce: Reduce = local
+) -> np.ndarray:
+    """The float64 result from the int64 sums of slice pairs, in one fixed order (largest terms first).
+
+    `acc[(i, j)]` holds Σ slice_i(x)·slice_j(y) over every row (a missing pair is zero), `ex`/`ey`
+    the exponents of x's and y's columns. The same bits whoever computed the sums, and where.
+    """
     total = np.zeros((len(ex), len(ey)))
-    for i, j in pairs:  # fixed order, largest terms first
+    for i, j in pairs(split):
         summed = reduce(acc.get((i, j), np.zeros((len(ex), len(ey)), dtype=np.int64)), "sum")
         total += np.ldexp(summed.astype(np.float64), -(i + j + 2) * split.bits)
     return np.ldexp(total, ex[:, None] + ey[None, :])
@@ -141,16 +165,28 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b in float64, the same bits on any CPU.
 
     A short contraction (≤ 8, e.g. the first layer's two inputs) is summed term by term in a fixed
-    order; a longer one goes through `dot_t` (error-free sums, one rounding).
+    order; a longer one is sliced as `dot_t` slices (error-free sums, one rounding).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape[1] == 0:
+        return np.zeros((a.shape[0], b.shape[1]))
     if a.shape[1] <= 8:
-        out = np.zeros((a.shape[0], b.shape[1]))
-        for k in range(a.shape[1]):
+        out = a[:, 0:1] * b[0]
+        for k in range(1, a.shape[1]):
             out += a[:, k : k + 1] * b[k]
         return out
-    at = np.ascontiguousarray(a.T)  # contraction runs over the rows of aᵀ and b
-    return dot_t(lambda: [(at, b)], (_colmax(at), _colmax(b)), at.shape[0], slices=2)
+    # dot_t of aᵀ and b, written for rows: a row is sliced with its own exponent (its result depends
+    # on that row alone), its two slices are made in place, and the integer products are the same.
+    split = plan_split(a.shape[1], slices=2)
+    ea, eb = exponents(np.abs(a).max(axis=1) if a.size else np.zeros(len(a))), exponents(_colmax(b))
+    low = a * np.ldexp(1.0, split.bits - ea)[:, None]  # |low| < 2**bits: the first slice is its integer part
+    high = np.trunc(low)
+    low -= high  # exact: the fraction
+    low *= float(2**split.bits)  # exact
+    np.trunc(low, out=low)
+    ys = _slices(b, eb, split)
+    acc = {(i, j): ((high, low)[i] @ ys[j]).astype(np.int64) for i, j in pairs(split)}  # exact: integers < 2**53
+    return combine(acc, ea, eb, split)
 
 
 def fsum_rows(values: np.ndarray) -> float:
@@ -158,7 +194,53 @@ def fsum_rows(values: np.ndarray) -> float:
     return math.fsum(np.asarray(values, dtype=np.float64).ravel().tolist())
 
 
+class ExactSum:
+    """The correctly rounded sum of float64 values fed in any number of blocks, in any order, on any rank.
+
+    Each value is m·2^(e-53) with m a 53-bit integer (frexp, exact); the m of equal e are added as
+    int64 (in two 26/27-bit halves, so 2^36 values cannot overflow a bucket). The total is exact
+    until `value()` rounds it once: bitwise math.fsum of all the values, streamed, with memory
+    independent of their count, and summed over torchrun ranks by adding the buckets (`reduce`).
+    """
+
+    _OFFSET = 1074  # frexp's exponent of the smallest subnormal is -1073: buckets 0 … 2098
+    _BUCKETS = 2099
+
+    def __init__(self) -> None:
+        self.buckets = np.zeros((2, self._BUCKETS), dtype=np.int64)  # high and low halves of the mantissas
+        self.count = 0
+
+    def add(self, values: np.ndarray) -> ExactSum:
+        """Add finite float64 values (a non-finite one is a ValueError: there is no exact sum of it)."""
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if not np.isfinite(v).all():
+            raise ValueError("ExactSum takes finite values only")
+        for start in range(0, len(v), 1 << 20):
+            m, e = np.frexp(v[start : start + (1 << 20)])
+            whole = (m * float(1 << 53)).astype(np.int64)  # exact: |m| < 1
+            high = whole >> 26  # floor: whole = high·2^26 + low, 0 <= low < 2^26
+            at = e + self._OFFSET
+            # bincount adds in float64, exactly here: at most 2^20 integers below 2^27 per bucket (< 2^53)
+            for half, part in enumerate((high, whole - (high << 26))):
+                sums = np.bincount(at, weights=part.astype(np.float64), minlength=self._BUCKETS)
+                self.buckets[half] += sums.astype(np.int64)
+        self.count += len(v)
+        return self
+
+    def merge(self, other: ExactSum) -> ExactSum:
+        """Add another accumulator's values (exact: integer buckets)."""
+        self.buckets += other.buckets
+        self.count += other.count
+        return self
+
+    def value(self, reduce: Reduce = local) -> float:
+        """The sum, rounded once to the nearest float64 (over every rank with `reduce`)."""
+        high, low = reduce(self.buckets, "sum")
+        total = sum(((int(h) << 26) + int(lo)) << b for b, (h, lo) in enumerate(zip(high, low, strict=True)) if h or lo)
+        return total / (1 << (self._OFFSET + 53))  # int / int: correctly rounded
+
+
 def sum_squares(values: np.ndarray, reduce: Reduce = local) -> float:
-    """Σ v² over this rank's values and (with `reduce`) every other rank's, bitwise as in one process."""
-    col = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    return float(gram(lambda: iter([col]), 1, reduce)[0, 0])
+    """Σ fl(v²) over this rank's values and (with `reduce`) every other rank's, correctly rounded."""
+    v = np.asarray(values, dtype=np.float64)
+    return ExactSum().add(v * v).value(reduce)

@@ -23,10 +23,11 @@ import numpy as np
 
 from circlefit.numeric.exact import matmul
 
-__all__ = ["BLOCK_ROWS", "Weights", "activate", "features", "layer_keys", "predict", "standardize"]
+__all__ = ["BLOCK_ROWS", "Weights", "activate", "affine", "features", "layer_keys", "predict", "standardize"]
 
-# Rows per block of a forward pass: memory stays at one block's [rows, width] features at any n.
-BLOCK_ROWS = 1 << 15
+# Rows per block of a forward pass: memory stays at one block's [rows, width] features at any n,
+# and a block of a 256-wide layer stays in a core's cache while its sums are sliced.
+BLOCK_ROWS = 1024
 _BUFFERS = ("xy_mean", "xy_std", "label_mean", "label_std")
 
 
@@ -98,7 +99,8 @@ def standardize(weights: Weights, xy: np.ndarray) -> np.ndarray:
     return (xy64 - weights.xy_mean.astype(np.float64)) / weights.xy_std.astype(np.float64)
 
 
-def _affine(h: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+def affine(h: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """h wᵀ + b in float64 for float32 layer weights w [out, in], b [out]: a Linear layer, the same bits on any CPU."""
     return matmul(h, w.astype(np.float64).T) + b.astype(np.float64)
 
 
@@ -106,14 +108,14 @@ def features(layers: tuple[tuple[np.ndarray, np.ndarray], ...], activation: str,
     """The last hidden layer's activations [N, width] for standardized inputs z [N, 2]."""
     h = z
     for w, b in layers:
-        h = activate(activation, _affine(h, w, b))
+        h = activate(activation, affine(h, w, b))
     return h
 
 
 def _predict_block(weights: Weights, xy: np.ndarray) -> np.ndarray:
     h = features(weights.layers[:-1], weights.activation, standardize(weights, xy))
     w, b = weights.layers[-1]
-    out = _affine(h, w, b)[:, 0]
+    out = affine(h, w, b)[:, 0]
     return out * weights.label_std.astype(np.float64)[0] + weights.label_mean.astype(np.float64)[0]
 
 

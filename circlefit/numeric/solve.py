@@ -15,21 +15,25 @@ def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Solve a x = r for symmetric positive definite `a`, in a fixed order of float64 operations.
 
     LAPACK's blocked kernels differ per CPU; this right-looking Cholesky uses only elementwise
-    numpy operations and correctly rounded sums (math.fsum), so its bits do not.
+    numpy operations and correctly rounded sums (math.fsum), so its bits do not. It works on the
+    rows of the upper factor U = Lᵀ (contiguous in memory): for a bitwise symmetric `a` every
+    operation is the one the column-oriented version does, so the bits are the same as before.
     """
     n = len(a)
-    low = np.array(a, dtype=np.float64)
+    u = np.array(a, dtype=np.float64)
     for j in range(n):
-        pivot = low[j, j]
+        pivot = u[j, j]
         if not pivot > 0:
             raise np.linalg.LinAlgError(f"matrix is not positive definite at column {j} (pivot {pivot:g})")
-        low[j, j] = math.sqrt(pivot)
-        low[j + 1 :, j] /= low[j, j]
-        low[j + 1 :, j + 1 :] -= np.multiply.outer(low[j + 1 :, j], low[j + 1 :, j])
+        u[j, j] = math.sqrt(pivot)
+        row = u[j, j + 1 :]
+        row /= u[j, j]
+        u[j + 1 :, j + 1 :] -= np.multiply.outer(row, row)
+    low = np.ascontiguousarray(u.T)
     y = np.zeros(n)
     for i in range(n):
-        y[i] = (r[i] - fsum_rows(low[i, :i] * y[:i])) / low[i, i]
+        y[i] = (r[i] - fsum_rows(low[i, :i] * y[:i])) / u[i, i]
     x = np.zeros(n)
     for i in range(n - 1, -1, -1):
-        x[i] = (y[i] - fsum_rows(low[i + 1 :, i] * x[i + 1 :])) / low[i, i]
+        x[i] = (y[i] - fsum_rows(u[i, i + 1 :] * x[i + 1 :])) / u[i, i]
     return x

@@ -1,7 +1,7 @@
 """Training: one entry, `train`, that runs the method `train.method` names on the device the edge resolved.
 
 - `lstsq` (circlefit.train.lstsq): hinges placed from the data, output layer by exact least squares;
-  float64 numpy on the CPU, the same bytes on every machine.
+  float64, the same bytes on every CPU and on the GPU.
 - `gradient` (circlefit.train.gradient): PyTorch's init, a first-order optimizer, then L-BFGS.
 
 Both return a `TrainResult` (weights, loss curve, summary, timing). Under torchrun each rank passes
@@ -39,7 +39,7 @@ def train(
     if cfg.method == "lstsq":
         from circlefit.train import lstsq
 
-        return lstsq.train(cfg, model, stats, rows, dist, on_eval, source)
+        return lstsq.train(cfg, model, stats, rows, device, dist, on_eval, source)
     import torch
 
     from circlefit.device import configure

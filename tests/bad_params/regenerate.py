@@ -210,9 +210,24 @@ CORPUS: list[tuple[str, str, str, Edit]] = [
     ("zero-ridge.yaml", "train.lstsq.ridge", "no damping: singular systems", set_value("train.lstsq.ridge", "0")),
     (
         "negative-smoothness.yaml",
-        "train.lstsq.smoothness",
+        "train.lstsq.smoothness[1]",
         "a negative penalty",
-        set_value("train.lstsq.smoothness", "-1e-6"),
+        set_value("train.lstsq.smoothness", "[0.0, -1.0e-12]"),
+    ),
+    (
+        "scalar-edge.yaml",
+        "train.lstsq.edge",
+        "a number where the candidate list goes",
+        set_value("train.lstsq.edge", "0.25"),
+    ),
+    (
+        "too-many-candidates.yaml",
+        "train.lstsq.directions",
+        "6 × 1 × 11 = 66 candidates, more than the 64 that bound the train stage",
+        set_value(
+            "train.lstsq.smoothness",
+            "[0.0, 1.0e-15, 1.0e-14, 1.0e-13, 1.0e-12, 1.0e-11, 1.0e-10, 1.0e-9, 1.0e-8, 1.0e-7, 1.0e-6]",
+        ),
     ),
     ("zero-threads.yaml", "train.threads", "no threads", set_value("train.threads", "0")),
     (
