@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -59,6 +61,29 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> 
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """An optional dependency: skipped without it here, a failure under CI (.ci/run installs the extra)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        why = f"{module} is not installed ({e}); install the extra: pip install -e '.[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI installs the {extra} extra: {why}")
+        pytest.skip(why)
+
+
+def cli_imports_no_torch(args: Sequence[str], timeout: float = 600) -> None:
+    """`circlefit ARGS` succeeds in a fresh interpreter that never loads torch or the ONNX exporter."""
+    code = (
+        "import sys; from circlefit.cli import main; "
+        f"assert main({list(args)!r}) == 0; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxscript')); "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
 
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import filecmp
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,22 +25,15 @@ from circlefit.package import mlflow as mlflow_package
 from circlefit.runtime import load_session
 from circlefit.verify import verify
 
-from conftest import REPO, env
+from conftest import REPO, env, require
 from tiny_model import tiny_model
 
 
 def require_serve() -> ModuleType:
-    try:
-        import mlflow.pyfunc
-
-        for module in ("pandas", "uvicorn", "fastapi"):
-            importlib.import_module(module)
-    except ImportError as e:
-        why = f"{e.name} is not installed; install the serve extra: pip install -e '.[serve]'"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the serve extra: {why}")
-        pytest.skip(why)
-    return mlflow.pyfunc
+    """mlflow's pyfunc, with what `mlflow models serve --env-manager local` needs beside it (the serve extra)."""
+    for module in ("pandas", "uvicorn", "fastapi"):
+        require(module, "serve")
+    return require("mlflow.pyfunc", "serve")
 
 
 def load_bench(name: str) -> ModuleType:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -23,24 +21,14 @@ import pytest
 from circlefit.export.bundle import expected_outputs
 from circlefit.export.parity import parity_inputs
 
-from conftest import REPO
+from conftest import REPO, require
 from tiny_model import Tiny, tiny_model
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def _require(module: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        why = f"{module} is not installed ({e}); install the extra: pip install -e '.[runtimes]'"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI installs the runtimes extra: {why}")
-        pytest.skip(why)
-
-
 def openvino_runner(model: Path) -> Runner:
-    ov = _require("openvino")
+    ov = require("openvino", "runtimes")
     core = ov.Core()
     # f32 explicitly: on CPUs with AVX512_BF16 the CPU plugin's default inference precision is bf16.
     compiled = core.compile_model(core.read_model(str(model)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
@@ -49,7 +37,7 @@ def openvino_runner(model: Path) -> Runner:
 
 
 def tract_runner(model: Path) -> Runner:
-    tract = _require("tract")
+    tract = require("tract", "runtimes")
     runnable = tract.onnx().load(str(model)).into_model().into_runnable()
     return lambda xy: runnable.run([xy])[0].to_numpy()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from circlefit.export.parity import Tolerance
 from circlefit.io import dumps_json
 from circlefit.verify import verify
 
-from conftest import BIN, env
+from conftest import BIN, cli_imports_no_torch, env
 from tiny_model import tiny_model
 
 
@@ -136,11 +135,4 @@ def test_a_directory_with_two_models_asks_which(copy: Path) -> None:
 
 
 def test_verify_imports_no_torch(export_dir: Path) -> None:
-    code = (
-        "import sys; from circlefit.cli import main; "
-        f"assert main(['verify', {str(export_dir)!r}]) == 0; "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxscript')); "
-        "assert not bad, bad"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    cli_imports_no_torch(["verify", str(export_dir)])
