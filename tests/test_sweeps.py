@@ -77,7 +77,8 @@ def test_each_worker_keeps_its_gpu_and_cpus(project, tmp_path: Path) -> None:
     git(repo, "commit", "-q", "-am", "pinning probe")
     probe, gate = tmp_path / "seen.txt", tmp_path / "gate"
     e = env() | {"CIRCLEFIT_TEST_PIN_PROBE": str(probe), "CIRCLEFIT_TEST_PIN_GATE": str(gate)}
-    dvc(repo, "exp", "run", "--queue", "-S", "train.lstsq.margin=0.04,0.05")  # a key the default method reads
+    # Two data seeds: the experiments share no stage, so the workers never save one run-cache entry at once.
+    dvc(repo, "exp", "run", "--queue", "-S", "data.seed=1,2")
     try:
         _start_worker(repo, 1, "0", cpus[0], e)  # the only worker: it takes one experiment and holds it at the gate
         _until("worker 1 running an experiment", lambda: len(_seen(probe)) >= 1, repo)
