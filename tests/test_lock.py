@@ -124,6 +124,6 @@ def test_this_venv_has_exactly_what_install_sh_selected() -> None:
         assert (entry.version, entry.hashes) == (source[name].version, source[name].hashes), name
     if "torch" in wanted and wanted["torch"].version.endswith("+cpu"):
         assert not [n for n in installed if CUDA_ONLY.match(n)], "CPU install has CUDA packages"
-    if os.environ.get("CI"):  # a fresh venv; by hand one may add e.g. dvc[s3] (README)
+    if os.environ.get("CI"):  # a fresh venv; by hand one may add e.g. dvc[s3] (docs/scaling.md)
         unlocked = sorted(set(installed) - set(wanted) - {"circlefit", "pip"})
         assert not unlocked, f"installed but not from the lock: {unlocked}"

@@ -1,6 +1,6 @@
 """Sharing through a DVC remote: push from one clone, pull into a fresh one, nothing reruns.
 
-The remote is a local directory; an S3 or SSH remote (README "Scaling out") differs only in the
+The remote is a local directory; an S3 or SSH remote (docs/scaling.md) differs only in the
 URL and the DVC plugin that talks to it.
 """
 

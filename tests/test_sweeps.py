@@ -1,6 +1,6 @@
 """Pinning queued experiments: each DVC queue worker keeps the environment and CPUs it was started with.
 
-The README's recipe for giving each worker its own GPU (CUDA_VISIBLE_DEVICES) or cores: queue
+The recipe in docs/experiments.md for giving each worker its own GPU (CUDA_VISIBLE_DEVICES) or cores: queue
 the experiments, then start the workers one at a time, each with its own environment and CPU
 affinity; a later `dvc queue start -j N` only adds the workers that are not running yet.
 
