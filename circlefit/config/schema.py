@@ -170,7 +170,7 @@ class GradientConfig(_Section):
     lbfgs_steps: Int = Field(ge=0)  # full-batch L-BFGS refinement after the first phase
     eval_every: Int = Field(gt=0)  # epochs between validation checks (and loss-curve rows)
     early_stopping: EarlyStoppingConfig
-    precision: Literal["fp32", "tf32", "bf16"]  # tf32 and bf16 matter on CUDA
+    precision: Literal["fp32", "tf32", "bf16"]  # tf32: CUDA matmuls only; bf16: autocast on any device
     cuda_graph: Literal["auto", "always", "never"]  # capture the full-batch step (circlefit.train.fast_step)
 
 

@@ -47,7 +47,7 @@ def check_stats(model: CircleModel, stats: Stats, weights: str, stats_file: str)
         buf = buffers[name]
         if not np.array_equal(buf.detach().cpu().numpy(), want):
             raise DataError(
-                f"{weights}: buffer {name} {buf.tolist()} differs from {stats_file} {list(want)}; "
+                f"{weights}: buffer {name} {buf.tolist()} differs from {stats_file} {want.tolist()}; "
                 "the weights were trained with other stats (rerun train)"
             )
 

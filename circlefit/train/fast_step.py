@@ -242,7 +242,7 @@ class FastStep:
             torch.cuda.set_stream(stream)  # a failed capture_end leaves the capture stream current
             torch.cuda.synchronize()
             if self._required:
-                raise DeviceError(f"train.cuda_graph is 'always' but capturing the training step failed: {e}") from e
+                raise DeviceError(f"train.gradient.cuda_graph is 'always' but capturing the step failed: {e}") from e
             log.warning("CUDA graph capture of the training step failed; continuing eagerly: %s", e)
             self._capture = False
             return self.body()
