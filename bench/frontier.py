@@ -12,7 +12,7 @@ and predicts with its `circlefit.reference`, on the very rows this process gener
 scored by circlefit.evaluate.regression_metrics. Current and baseline runs alternate repeat by
 repeat, so drift in the machine hits both. Each method trains as its train stage does: the
 current one on train.threads worker threads over a single-threaded BLAS (stages/edge.py), the
-baseline with the BLAS's own threads.
+baseline with the BLAS's default thread count (its stage set none).
 
 Then: the log-log slope of test RMSE against width for each method, and the (K/N)² prediction
 scaled from width 256 (each ridge function's interpolation error, with K the chosen directions
@@ -21,14 +21,11 @@ does) at width 256. Writes bench/results/frontier.json and frontier.png (--out; 
 the `bench` extra) and prints the Markdown tables.
 """
 
-# ruff: noqa: E402 - the BLAS thread count is read when numpy loads, so it is set before the imports
-
 from __future__ import annotations
 
 import os
 
-USER_BLAS_THREADS = os.environ.get("OPENBLAS_NUM_THREADS")  # the baseline's train stage ran with this
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the current train stage's (stages/edge.py THREADS)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # read as numpy loads: as the train stage runs (stages/edge.py)
 
 import argparse
 import dataclasses
@@ -83,8 +80,7 @@ class Baseline:
         self.tree, self.tmp = tmp / f"baseline-{self.rev[:8]}", tmp
         _git("worktree", "add", "--detach", "--quiet", str(self.tree), self.rev)
         env = dict(os.environ, PYTHONPATH=str(self.tree), CIRCLEFIT_LOG="WARNING")
-        if USER_BLAS_THREADS is None:
-            del env["OPENBLAS_NUM_THREADS"]
+        del env["OPENBLAS_NUM_THREADS"]  # its train stage set no BLAS thread count: the BLAS's own
         script = Path(__file__).with_name("frontier_baseline.py")
         self.proc = subprocess.Popen([sys.executable, str(script), str(self.tree)], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
