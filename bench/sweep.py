@@ -1,13 +1,17 @@
-"""Parallel sweeps: one 8-run grid through DVC's experiment queue with 1 worker and with 2.
+"""Parallel sweeps: one 8-run grid of the default method through DVC's experiment queue, 1 worker and 2.
 
-Each mode runs in its own fresh `git clone` of this repository's HEAD (so nothing comes from a
-run cache another mode filled, and queued runs see only what git and DVC track). A third clone
-runs the same stages directly (`python -m stages.X`, the commands of dvc.yaml, no DVC) for the
-same 8 configs: the serial sweep's wall time minus that, per experiment, is DVC's overhead.
+The grid is what a user of the default training sweeps: the width (model.hidden), how far the
+hinges reach past the data (train.lstsq.margin) and the data seed (data.seed), 2 × 2 × 2. Each
+mode runs in its own fresh `git clone` of this repository's HEAD (so nothing comes from a run
+cache another mode filled, and queued runs see only what git and DVC track). A third clone runs
+the same stages directly (`python -m stages.X`, the commands of dvc.yaml, no DVC) for the same 8
+configs, generate and normalize only when the data params change: the serial sweep's wall time
+minus that, per experiment, is DVC's overhead.
 
-    python bench/sweep.py            # venv active, from the repository root; ~10 min on 2 cores
+    python bench/sweep.py            # venv active, from the repository root
+    python bench/sweep.py --quick    # the grid's first 2 configs (the two data seeds): a smoke run
 
-Writes bench/results/sweep.json and prints the Markdown table BENCHMARKS.md shows.
+Writes bench/results/sweep.json (--out) and prints the Markdown table BENCHMARKS.md shows.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -26,22 +29,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import save
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# 2 × 2 × 2 = 8 configurations; every other param is FIXED (small: a run takes seconds).
+# 2 × 2 × 2 = 8 configurations of the default method (train.method lstsq); every other param is
+# FIXED (small: a run takes seconds). The last key varies fastest: --quick keeps its values only.
 GRID: dict[str, list[Any]] = {
-    "model.hidden": [[16], [32]],
-    "train.lr": [0.003, 0.01],
-    "train.schedule": ["onecycle", "cosine"],
+    "model.hidden": [[128], [256]],
+    "train.lstsq.margin": [0.05, 0.1],
+    "data.seed": [0, 1],
 }
 FIXED: dict[str, Any] = {
-    "train.method": "gradient",  # the grid sweeps the gradient method's lr and schedule (lstsq has neither)
     "data.n": 2048,
     "data.ood.n": 256,
-    "train.epochs": 200,
-    "train.lbfgs_steps": 50,
     "train.threads": 1,  # one core per job: -j 2 fills a 2-core machine without oversubscribing it
     "evaluate.plot_points": 200,
     "export.probes": 16,
@@ -75,8 +77,8 @@ def _set_args(values: dict[str, Any]) -> list[str]:
     return [a for k, v in values.items() for a in ("-S", f"{k}={v if isinstance(v, str) else _value(v)}")]
 
 
-def _configs() -> list[dict[str, Any]]:
-    return [dict(zip(GRID, combo, strict=True)) for combo in itertools.product(*GRID.values())]
+def _configs(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 
 def _clone(dest: Path) -> Path:
@@ -129,15 +131,16 @@ def _start(repo: Path, jobs: int) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
 
 
-def sweep(dest: Path, jobs: int) -> dict[str, Any]:
+def sweep(dest: Path, jobs: int, grid: dict[str, list[Any]]) -> dict[str, Any]:
     """Queue the grid in a fresh clone, run it with `dvc queue start -j jobs`, time it."""
     repo = _clone(dest)
-    grid = _set_args({k: ",".join(_value(v) for v in vs) for k, vs in GRID.items()})
+    count = len(_configs(grid))
+    choices = _set_args({k: ",".join(_value(v) for v in vs) for k, vs in grid.items()})
     t = time.monotonic()
-    queued = _run([str(BIN / "dvc"), "exp", "run", "--queue", *grid, *_set_args(FIXED)], repo)
+    queued = _run([str(BIN / "dvc"), "exp", "run", "--queue", *choices, *_set_args(FIXED)], repo)
     queue_s = time.monotonic() - t
-    if queued.count("Queued experiment") != len(_configs()):
-        raise SystemExit(f"expected {len(_configs())} queued experiments:\n{queued}")
+    if queued.count("Queued experiment") != count:
+        raise SystemExit(f"expected {count} queued experiments:\n{queued}")
     t = time.monotonic()
     _start(repo, jobs)
     finished: list[float] = []  # seconds after `queue start` at which each experiment was seen done
@@ -147,7 +150,7 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
         if state is not None:
             done, busy, workers = state
             finished += [round(time.monotonic() - t, 1)] * (done - len(finished))
-            if not busy and done == len(_configs()):
+            if not busy and done == count:
                 break
             # DVC's idle monitor can stop a worker with tasks still queued (treeverse/dvc#10562);
             # its workaround is another `dvc queue start`. Counted, and reported.
@@ -164,7 +167,7 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     workers_exit = time.monotonic() - t
     exps = _experiments(repo)
     bad = [x for x in exps if x["state"] != "success"]
-    if len(exps) != len(_configs()) or bad:
+    if len(exps) != count or bad:
         raise SystemExit(f"-j {jobs}: {len(exps)} experiments, not all successful: {bad or exps}")
     return {
         "jobs": jobs,
@@ -178,14 +181,15 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     }
 
 
-def direct(dest: Path) -> dict[str, Any]:
-    """The same stages without DVC: generate + normalize once (one data config), the rest per config."""
+def direct(dest: Path, grid: dict[str, list[Any]]) -> dict[str, Any]:
+    """The same stages without DVC: generate + normalize when the data params change, the rest per config."""
     repo = _clone(dest)
     yaml = YAML()
     stages = yaml.load((repo / "dvc.yaml").read_text())["stages"]
     base = yaml.load((repo / "params.yaml").read_text())
+    data = None
     t = time.monotonic()
-    for i, config in enumerate(_configs()):
+    for config in _configs(grid):
         params = json.loads(json.dumps(base))
         for key, value in {**FIXED, **config}.items():
             *parents, leaf = key.split(".")
@@ -195,27 +199,16 @@ def direct(dest: Path) -> dict[str, Any]:
             node[leaf] = value
         with (repo / "params.yaml").open("w") as f:
             yaml.dump(params, f)
+        same_data, data = params["data"] == data, params["data"]
         for name, stage in stages.items():
-            if i == 0 or name not in ("generate", "normalize"):
+            if not (same_data and name in ("generate", "normalize")):
                 _run(shlex.split(" ".join(stage["cmd"].split())), repo)
-    return {"wall_s": round(time.monotonic() - t, 2), "runs": len(_configs()), "loadavg_1m_after": os.getloadavg()[0]}
-
-
-def machine() -> dict[str, Any]:
-    import dvc
-    import torch
-
-    return {
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "dvc": dvc.__version__,
-    }
+    runs = len(_configs(grid))
+    return {"wall_s": round(time.monotonic() - t, 2), "runs": runs, "loadavg_1m_after": os.getloadavg()[0]}
 
 
 def table(result: dict[str, Any]) -> str:
-    n = len(_configs())
+    n = len(_configs(result["grid"]))
     rows = ["| mode | wall (s) | per experiment (s) | queueing (s) |", "|---|---|---|---|"]
     for s in result["sweeps"]:
         rows.append(
@@ -229,25 +222,28 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", default="1,2", help="worker counts to compare (default 1,2)")
-    ap.add_argument("--out", default=str(REPO / "bench/results/sweep.json"))
+    ap.add_argument("--quick", action="store_true", help="only the grid's first 2 configs (a smoke run)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench/results/sweep.json")
     args = ap.parse_args()
     if _run(["git", "status", "--porcelain", "--untracked-files=no"], REPO).strip():
         print("note: uncommitted changes are not benchmarked (each mode runs a clone of HEAD)", file=sys.stderr)
-    result: dict[str, Any] = {"machine_before": machine(), "grid": GRID, "fixed": FIXED, "sweeps": []}
+    *outer, last = GRID
+    grid = ({k: v[:1] for k, v in GRID.items() if k in outer} | {last: GRID[last]}) if args.quick else GRID
+    result: dict[str, Any] = {"loadavg_1m_before": os.getloadavg()[0], "grid": grid, "fixed": FIXED, "sweeps": []}
     with tempfile.TemporaryDirectory(prefix="circlefit-sweep.") as tmp:
-        result["direct"] = direct(Path(tmp) / "direct")
+        result["direct"] = direct(Path(tmp) / "direct", grid)
         print(f"direct: {result['direct']['wall_s']:.1f} s", file=sys.stderr)
         for jobs in (int(j) for j in args.jobs.split(",")):
-            result["sweeps"].append(sweep(Path(tmp) / f"j{jobs}", jobs))
+            result["sweeps"].append(sweep(Path(tmp) / f"j{jobs}", jobs, grid))
             print(f"-j {jobs}: {result['sweeps'][-1]['wall_s']:.1f} s", file=sys.stderr)
     walls = {s["jobs"]: s["wall_s"] for s in result["sweeps"]}
     if 1 in walls:
-        result["dvc_overhead_per_experiment_s"] = round((walls[1] - result["direct"]["wall_s"]) / len(_configs()), 2)
+        per = (walls[1] - result["direct"]["wall_s"]) / len(_configs(grid))
+        result["dvc_overhead_per_experiment_s"] = round(per, 2)
         result["speedup_vs_j1"] = {j: round(walls[1] / w, 3) for j, w in walls.items()}
-    result["machine_after"] = machine()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    result["loadavg_1m_after"] = os.getloadavg()[0]
     print(table(result))
+    print(save("sweep", result, args.out))
     for key in ("speedup_vs_j1", "dvc_overhead_per_experiment_s"):
         print(f"{key}: {result.get(key)}")
 
