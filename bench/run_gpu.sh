@@ -19,13 +19,18 @@ py="${PYTHON:-python3}"
 quick="${QUICK:-0}"
 start=$SECONDS
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" >/dev/null; then # offline: what bench/gpu_wheels.sh downloaded
+# Offline: what bench/gpu_wheels.sh downloaded, where the interpreter lacks it (a venv with the dev extra has it all).
+if ! "$py" -c 'import pydantic, ruamel.yaml' 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
   site="${TMPDIR:-/tmp}/circlefit-site"
   "$py" -m pip install -q --disable-pip-version-check --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$site" .whl/*.whl || exit 1
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 CIRCLEFIT_LOG=WARNING
+"$py" -c 'import pydantic, ruamel.yaml' || {
+  echo "run_gpu: $py lacks pydantic or ruamel.yaml; run bash bench/gpu_wheels.sh where pip works and bring .whl/" >&2
+  exit 1
+}
 {
   nvidia-smi || true
   echo "cores: $(nproc)"
