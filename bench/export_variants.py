@@ -59,24 +59,24 @@ def _per_call(fn: Any, budget_s: float) -> float:
 def measure(paths: dict[str, Path], threads: int, repeats: int, test: np.ndarray) -> dict[str, Any]:
     """Every metric, variants interleaved round by round so drift in the machine hits all alike."""
     sessions = {name: load_session(path, threads) for name, path in paths.items()}
-    shipped = sessions["folded"].run(None, {"xy": test[:, :2]})[0][:, 0]
+    shipped = sessions["folded"].run(None, {INPUT_NAME: test[:, :2]})[0][:, 0]
     big = np.random.default_rng(0).uniform(-20, 20, (1_000_000, 2)).astype(np.float32)
     one = big[:1]
 
     def chunked(sess: ort.InferenceSession) -> None:
         out = np.empty((big.shape[0], 1), np.float32)
         for s in range(0, big.shape[0], CHUNK_ROWS):
-            out[s : s + CHUNK_ROWS] = sess.run(None, {"xy": big[s : s + CHUNK_ROWS]})[0]
+            out[s : s + CHUNK_ROWS] = sess.run(None, {INPUT_NAME: big[s : s + CHUNK_ROWS]})[0]
 
     samples: dict[str, dict[str, list[float]]] = {n: {"b1": [], "whole": [], "chunked": []} for n in sessions}
     for _ in range(repeats + 1):  # the first round warms up and is dropped
         for name, sess in sessions.items():
-            samples[name]["b1"].append(_per_call(lambda: sess.run(None, {"xy": one}), 0.2))  # noqa: B023
-            samples[name]["whole"].append(_per_call(lambda: sess.run(None, {"xy": big}), 0.5))  # noqa: B023
+            samples[name]["b1"].append(_per_call(lambda: sess.run(None, {INPUT_NAME: one}), 0.2))  # noqa: B023
+            samples[name]["whole"].append(_per_call(lambda: sess.run(None, {INPUT_NAME: big}), 0.5))  # noqa: B023
             samples[name]["chunked"].append(_per_call(lambda: chunked(sess), 0.5))  # noqa: B023
     results = {}
     for name, sess in sessions.items():
-        pred = sess.run(None, {"xy": test[:, :2]})[0][:, 0]
+        pred = sess.run(None, {INPUT_NAME: test[:, :2]})[0][:, 0]
         s = {k: v[1:] for k, v in samples[name].items()}
         results[name] = {
             "test_rmse": float(np.sqrt(np.mean((pred.astype(np.float64) - test[:, 2]) ** 2))),
@@ -94,6 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, help="default: bench/results/export_variants.json")
     args = ap.parse_args()
     if not SHIPPED.is_file():
         raise SystemExit(f"{SHIPPED}: not found; run `dvc repro` first")
@@ -114,7 +115,7 @@ def main() -> None:
         for name, r in results.items()
     }
     print(ratios)
-    print(save("export_variants", {"threads": args.threads, "variants": results, "ratios": ratios}))
+    print(save("export_variants", {"threads": args.threads, "variants": results, "ratios": ratios}, args.out))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Fit quality and training cost: circlefit (lstsq) vs its gradient method, the tutorial's recipes and a constant.
 
-Usage: python bench/fit_quality.py [--seeds 0 1 2 3 4] [--threads 2]
-Same data for every recipe; seeds vary the training only. Writes bench/results/fit_quality.json.
+Usage: python bench/fit_quality.py [--seeds 0 1 2 3 4] [--threads 2] [--n ROWS]
+Same data for every recipe; seeds vary the training only. --n sets the disk's data.n (default:
+params.yaml's; `--n 512 --seeds 0` is a smoke run). Writes bench/results/fit_quality.json (--out).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,11 +70,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n", type=int, help="data.n of the disk (default: params.yaml's)")
+    ap.add_argument("--out", type=Path, help="default: bench/results/fit_quality.json")
     ap.add_argument("--slow-seeds", type=int, nargs="+", help="seeds for the batch-2 recipe on the disk "
                     "(327k steps each, minutes per seed); default: --seeds")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     params = load_params(ROOT / "params.yaml")
+    params = config.replace(params, train=config.replace(params.train, threads=args.threads))
+    if args.n:
+        params = config.replace(params, data=config.replace(params.data, n=args.n))
     tutorial_xy = load_tutorial(ROOT / "data/tutorial36.csv")
     datasets = {
         "tutorial36": generate(config.replace(params.data, source="tutorial"), tutorial_xy),
@@ -123,7 +130,8 @@ def main() -> None:
                 if k.endswith(("_rmse", "_wall_s")) and all(r[k] for r in ours)
             }
             table.append(entry)
-    print(save("fit_quality", {"seeds": args.seeds, "threads": args.threads, "runs": rows, "table": table}))
+    payload = {"seeds": args.seeds, "threads": args.threads, "n": params.data.n, "runs": rows, "table": table}
+    print(save("fit_quality", payload, args.out))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ def child(backend: str, threads: int, repeats: int) -> dict[str, Any]:
     if backend in ("ort", "ort_default_opts"):
         import onnxruntime as ort
 
+        from circlefit.contract import INPUT_NAME
+
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -66,7 +68,7 @@ def child(backend: str, threads: int, repeats: int) -> dict[str, Any]:
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(MODEL), opts, providers=["CPUExecutionProvider"])
-        fn = lambda x: sess.run(None, {"xy": x})[0]  # noqa: E731
+        fn = lambda x: sess.run(None, {INPUT_NAME: x})[0]  # noqa: E731
     elif backend == "circlefit_predict":  # what users call: input checks + CHUNK_ROWS-row calls
         from circlefit.runtime import load_session, predict
 
@@ -125,6 +127,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", type=Path, help="default: bench/results/inference.json")
     ap.add_argument("--compile", action="store_true", help="also torch.compile (slow to compile)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -161,7 +164,7 @@ def main() -> None:
         / results["ort"]["1"]["latency_us"]["median"],
     }
     print(summary)
-    print(save("inference", {"threads": args.threads, "backends": results, "summary": summary}))
+    print(save("inference", {"threads": args.threads, "backends": results, "summary": summary}, args.out))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,19 @@
-"""Parallel sweeps: one 8-run grid through DVC's experiment queue with 1 worker and with 2.
+"""Parallel sweeps: 8 experiments of the default method through DVC's experiment queue, 1 worker and 2.
 
-Each mode runs in its own fresh `git clone` of this repository's HEAD (so nothing comes from a
-run cache another mode filled, and queued runs see only what git and DVC track). A third clone
-runs the same stages directly (`python -m stages.X`, the commands of dvc.yaml, no DVC) for the
-same 8 configs: the serial sweep's wall time minus that, per experiment, is DVC's overhead.
+What a user of the default training sweeps: the width (model.hidden) and how far the hinges
+reach past the data (train.lstsq.margin), each pair on two data sets (data.seed): 2 × 2 × 2.
+Every experiment has its own data seed, so no two share a stage: two workers saving the same
+DVC run-cache entry at once can fail an experiment (see tests/test_experiments.py), so each
+experiment is queued with its own `dvc exp run --queue -S …`. Each mode runs in its own fresh
+`git clone` of this repository's HEAD (so nothing comes from a run cache another mode filled, and
+queued runs see only what git and DVC track). A third clone runs the same stages directly
+(`python -m stages.X`, the commands of dvc.yaml, no DVC) for the same 8 configs: the serial
+sweep's wall time minus that, per experiment, is DVC's overhead.
 
-    python bench/sweep.py            # venv active, from the repository root; ~10 min on 2 cores
+    python bench/sweep.py            # venv active, from the repository root
+    python bench/sweep.py --quick    # the first 2 experiments: a smoke run
 
-Writes bench/results/sweep.json and prints the Markdown table BENCHMARKS.md shows.
+Writes bench/results/sweep.json (--out) and prints the Markdown table BENCHMARKS.md shows.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -26,22 +31,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import save
 from ruamel.yaml import YAML
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# 2 × 2 × 2 = 8 configurations; every other param is FIXED (small: a run takes seconds).
-GRID: dict[str, list[Any]] = {
-    "model.hidden": [[16], [32]],
-    "train.lr": [0.003, 0.01],
-    "train.schedule": ["onecycle", "cosine"],
-}
+# 2 widths × 2 margins × 2 data sets = 8 experiments of the default method (train.method lstsq),
+# data.seed 0…7, one each; every other param is FIXED (small: a run takes seconds).
+WIDTHS, MARGINS, DATA_SETS = ([128], [256]), (0.05, 0.1), 2
+KEYS = ("model.hidden", "train.lstsq.margin", "data.seed")
 FIXED: dict[str, Any] = {
-    "train.method": "gradient",  # the grid sweeps the gradient method's lr and schedule (lstsq has neither)
     "data.n": 2048,
     "data.ood.n": 256,
-    "train.epochs": 200,
-    "train.lbfgs_steps": 50,
     "train.threads": 1,  # one core per job: -j 2 fills a 2-core machine without oversubscribing it
     "evaluate.plot_points": 200,
     "export.probes": 16,
@@ -71,12 +72,14 @@ def _value(v: Any) -> str:
 
 
 def _set_args(values: dict[str, Any]) -> list[str]:
-    """-S key=value for each value; a list of choices becomes DVC's comma-separated grid."""
-    return [a for k, v in values.items() for a in ("-S", f"{k}={v if isinstance(v, str) else _value(v)}")]
+    """-S key=value for each value."""
+    return [a for k, v in values.items() for a in ("-S", f"{k}={_value(v)}")]
 
 
-def _configs() -> list[dict[str, Any]]:
-    return [dict(zip(GRID, combo, strict=True)) for combo in itertools.product(*GRID.values())]
+def configs() -> list[dict[str, Any]]:
+    """The 8 experiments: every width × margin on two data sets, each experiment its own data.seed."""
+    cells = itertools.product(WIDTHS, MARGINS, range(DATA_SETS))
+    return [dict(zip(KEYS, (w, m, seed), strict=True)) for seed, (w, m, _) in enumerate(cells)]
 
 
 def _clone(dest: Path) -> Path:
@@ -111,7 +114,7 @@ def _experiments(repo: Path) -> list[dict[str, Any]]:
             out.append({
                 "name": exp.get("name") or rev.get("name"),
                 "state": state,
-                "params": {k: _get(params, k) for k in GRID},
+                "params": {k: _get(params, k) for k in KEYS},
                 "test_rmse": (metrics.get("test") or {}).get("rmse"),
             })  # fmt: skip
     return out
@@ -129,15 +132,16 @@ def _start(repo: Path, jobs: int) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)  # fmt: skip
 
 
-def sweep(dest: Path, jobs: int) -> dict[str, Any]:
-    """Queue the grid in a fresh clone, run it with `dvc queue start -j jobs`, time it."""
+def sweep(dest: Path, jobs: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Queue the experiments in a fresh clone, run them with `dvc queue start -j jobs`, time it."""
     repo = _clone(dest)
-    grid = _set_args({k: ",".join(_value(v) for v in vs) for k, vs in GRID.items()})
+    count = len(runs)
     t = time.monotonic()
-    queued = _run([str(BIN / "dvc"), "exp", "run", "--queue", *grid, *_set_args(FIXED)], repo)
+    for config in runs:
+        queued = _run([str(BIN / "dvc"), "exp", "run", "--queue", *_set_args(config), *_set_args(FIXED)], repo)
+        if queued.count("Queued experiment") != 1:
+            raise SystemExit(f"expected 1 queued experiment:\n{queued}")
     queue_s = time.monotonic() - t
-    if queued.count("Queued experiment") != len(_configs()):
-        raise SystemExit(f"expected {len(_configs())} queued experiments:\n{queued}")
     t = time.monotonic()
     _start(repo, jobs)
     finished: list[float] = []  # seconds after `queue start` at which each experiment was seen done
@@ -147,7 +151,7 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
         if state is not None:
             done, busy, workers = state
             finished += [round(time.monotonic() - t, 1)] * (done - len(finished))
-            if not busy and done == len(_configs()):
+            if not busy and done == count:
                 break
             # DVC's idle monitor can stop a worker with tasks still queued (treeverse/dvc#10562);
             # its workaround is another `dvc queue start`. Counted, and reported.
@@ -164,11 +168,11 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     workers_exit = time.monotonic() - t
     exps = _experiments(repo)
     bad = [x for x in exps if x["state"] != "success"]
-    if len(exps) != len(_configs()) or bad:
+    if len(exps) != count or bad:
         raise SystemExit(f"-j {jobs}: {len(exps)} experiments, not all successful: {bad or exps}")
     return {
         "jobs": jobs,
-        "queue_s": round(queue_s, 2),  # `dvc exp run --queue` for the whole grid
+        "queue_s": round(queue_s, 2),  # every `dvc exp run --queue`
         "wall_s": round(wall, 2),  # `dvc queue start` until every experiment is done
         "finished_s": finished,
         "workers_exit_s": round(workers_exit, 2),
@@ -178,14 +182,14 @@ def sweep(dest: Path, jobs: int) -> dict[str, Any]:
     }
 
 
-def direct(dest: Path) -> dict[str, Any]:
-    """The same stages without DVC: generate + normalize once (one data config), the rest per config."""
+def direct(dest: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same stages without DVC, every stage for every config (each its own data)."""
     repo = _clone(dest)
     yaml = YAML()
     stages = yaml.load((repo / "dvc.yaml").read_text())["stages"]
     base = yaml.load((repo / "params.yaml").read_text())
     t = time.monotonic()
-    for i, config in enumerate(_configs()):
+    for config in runs:
         params = json.loads(json.dumps(base))
         for key, value in {**FIXED, **config}.items():
             *parents, leaf = key.split(".")
@@ -195,27 +199,13 @@ def direct(dest: Path) -> dict[str, Any]:
             node[leaf] = value
         with (repo / "params.yaml").open("w") as f:
             yaml.dump(params, f)
-        for name, stage in stages.items():
-            if i == 0 or name not in ("generate", "normalize"):
-                _run(shlex.split(" ".join(stage["cmd"].split())), repo)
-    return {"wall_s": round(time.monotonic() - t, 2), "runs": len(_configs()), "loadavg_1m_after": os.getloadavg()[0]}
-
-
-def machine() -> dict[str, Any]:
-    import dvc
-    import torch
-
-    return {
-        "cpus": os.cpu_count(),
-        "loadavg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "dvc": dvc.__version__,
-    }
+        for stage in stages.values():
+            _run(shlex.split(" ".join(stage["cmd"].split())), repo)
+    return {"wall_s": round(time.monotonic() - t, 2), "runs": len(runs), "loadavg_1m_after": os.getloadavg()[0]}
 
 
 def table(result: dict[str, Any]) -> str:
-    n = len(_configs())
+    n = len(result["configs"])
     rows = ["| mode | wall (s) | per experiment (s) | queueing (s) |", "|---|---|---|---|"]
     for s in result["sweeps"]:
         rows.append(
@@ -229,25 +219,27 @@ def table(result: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", default="1,2", help="worker counts to compare (default 1,2)")
-    ap.add_argument("--out", default=str(REPO / "bench/results/sweep.json"))
+    ap.add_argument("--quick", action="store_true", help="only the first 2 experiments (a smoke run)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench/results/sweep.json")
     args = ap.parse_args()
     if _run(["git", "status", "--porcelain", "--untracked-files=no"], REPO).strip():
         print("note: uncommitted changes are not benchmarked (each mode runs a clone of HEAD)", file=sys.stderr)
-    result: dict[str, Any] = {"machine_before": machine(), "grid": GRID, "fixed": FIXED, "sweeps": []}
+    runs = configs()[:2] if args.quick else configs()
+    result: dict[str, Any] = {"loadavg_1m_before": os.getloadavg()[0], "configs": runs, "fixed": FIXED, "sweeps": []}
     with tempfile.TemporaryDirectory(prefix="circlefit-sweep.") as tmp:
-        result["direct"] = direct(Path(tmp) / "direct")
+        result["direct"] = direct(Path(tmp) / "direct", runs)
         print(f"direct: {result['direct']['wall_s']:.1f} s", file=sys.stderr)
         for jobs in (int(j) for j in args.jobs.split(",")):
-            result["sweeps"].append(sweep(Path(tmp) / f"j{jobs}", jobs))
+            result["sweeps"].append(sweep(Path(tmp) / f"j{jobs}", jobs, runs))
             print(f"-j {jobs}: {result['sweeps'][-1]['wall_s']:.1f} s", file=sys.stderr)
     walls = {s["jobs"]: s["wall_s"] for s in result["sweeps"]}
     if 1 in walls:
-        result["dvc_overhead_per_experiment_s"] = round((walls[1] - result["direct"]["wall_s"]) / len(_configs()), 2)
+        per = (walls[1] - result["direct"]["wall_s"]) / len(runs)
+        result["dvc_overhead_per_experiment_s"] = round(per, 2)
         result["speedup_vs_j1"] = {j: round(walls[1] / w, 3) for j, w in walls.items()}
-    result["machine_after"] = machine()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    result["loadavg_1m_after"] = os.getloadavg()[0]
     print(table(result))
+    print(save("sweep", result, args.out))
     for key in ("speedup_vs_j1", "dvc_overhead_per_experiment_s"):
         print(f"{key}: {result.get(key)}")
 
