@@ -114,7 +114,7 @@ class TorchBackend:
         return self._torch.sub(a, b, out=out)
 
     def div(self, a: Array, b: Array, out: Array) -> Array:
-        if not (isinstance(b, self._torch.Tensor) and b.device == self._device):
+        if not (isinstance(b, self._torch.Tensor) and b.device.type == self._device.type):
             raise TypeError("divide by a tensor on the device: CUDA multiplies by a host scalar's reciprocal")
         return self._torch.div(a, b, out=out)
 
