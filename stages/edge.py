@@ -53,7 +53,8 @@ def run_stage(name: str, main: Callable[[], None], *, collect: bool = True) -> N
     objects they made (10⁵–10⁶ with torch) are frozen here, out of every later collection, and the
     collector goes back on unless `collect=False` (the export stage: the ONNX exporter allocates
     millions of short-lived objects in one call, and the process ends soon after). Frozen again at
-    exit, so the interpreter's teardown does not walk them either. What it saves: BENCHMARKS.md.
+    exit, so the interpreter's teardown does not walk them either. What it saves: BENCHMARKS.md
+    ("Stage processes").
     """
     from circlefit.errors import CirclefitError
 
