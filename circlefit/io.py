@@ -177,8 +177,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     with temp_dir(path) as tmpdir:
         tmp = tmpdir / path.name
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        _fsync_file(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # as open() would: some writers (safetensors) make 0600
         os.replace(tmp, path)
         _fsync_dir(path.parent)

@@ -19,7 +19,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 from circlefit.contract import INPUT_NAME, OUTPUT_NAME, sha256_hex, sidecar_path
 from circlefit.errors import PredictError
 
-__all__ = ["CHUNK_ROWS", "PredictError", "load_session", "predict", "run"]
+__all__ = ["CHUNK_ROWS", "PredictError", "load_session", "predict", "run", "session_from_bytes"]
 
 # Rows per onnxruntime call. One call over a large batch writes its whole [rows, width] hidden
 # layer to memory and reads it back; 1 024 rows × 256 float32 (1 MiB) stay in a core's L2 cache.
@@ -82,6 +82,13 @@ def load_session(path: str | Path, threads: int = 0, verify_sidecar: bool = True
     side = sidecar_path(path)
     if verify_sidecar and side.is_file():
         _check_sidecar(data, path, side)
+    return session_from_bytes(data, path, threads)
+
+
+def session_from_bytes(data: bytes, path: str | Path, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime CPU session for model bytes already read (ONNX or ORT format), checked against
+    the contract; `path` is what errors call the model. `threads` as for `load_session`."""
+    path = Path(path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = threads

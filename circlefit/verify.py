@@ -28,7 +28,7 @@ from circlefit.contract import PROBES_FORMAT, SIDECAR_FORMAT, sha256_hex, sideca
 from circlefit.errors import DataError, PredictError, VerifyError
 from circlefit.export.parity import Tolerance
 from circlefit.io import json_number, read_json
-from circlefit.runtime import load_session, predict
+from circlefit.runtime import predict, session_from_bytes
 
 __all__ = ["CHECKS", "Probes", "Verified", "find_model", "verify"]
 
@@ -46,8 +46,7 @@ class Probes:
 
     def ratios(self, got: np.ndarray) -> np.ndarray:
         """|got - expected| / bound per probe for outputs `got` [N]: <= 1 is within tolerance (NaN: inf)."""
-        diff = np.abs(got.astype(np.float64) - self.expected)
-        return np.where(np.isnan(diff), np.inf, diff / self.tolerance.bound(self.expected))
+        return self.tolerance.ratio(got, self.expected)
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,7 @@ class Verified:
     """What `verify` checked, for its one-line report."""
 
     model: Path
+    data: bytes  # the verified bytes of `model`
     sidecar: Path
     sha256: str
     probes: Probes
@@ -137,7 +137,8 @@ def _read_sidecar(model: Path) -> _Sidecar:
     )
 
 
-def _check_sha256(model: Path, side: _Sidecar) -> str:
+def _check_sha256(model: Path, side: _Sidecar) -> bytes:
+    """The model's bytes, once they match the sidecar: every later check uses these, not the file again."""
     try:
         data = model.read_bytes()
     except OSError as e:
@@ -150,7 +151,7 @@ def _check_sha256(model: Path, side: _Sidecar) -> str:
             f"sha256 {actual} ({len(data)} bytes) differs from {side.path.name}'s {side.sha256} ({side.size} bytes): "
             "the file is corrupt or was replaced",
         )
-    return actual
+    return data
 
 
 def _read_probes(side: _Sidecar, model_sha256: str) -> Probes:
@@ -184,10 +185,9 @@ def _read_probes(side: _Sidecar, model_sha256: str) -> Probes:
     return Probes(path, xy, expected, tolerance)
 
 
-def _check_parity(model: Path, probes: Probes) -> float:
+def _check_parity(model: Path, data: bytes, probes: Probes) -> float:
     try:
-        # load_session hashes the bytes it loads against the sidecar again: the file cannot change in between
-        session = load_session(model, threads=1)  # the export's parity gate runs 1 thread too
+        session = session_from_bytes(data, model, threads=1)  # the export's parity gate runs 1 thread too
     except PredictError as e:
         raise VerifyError("load", model, str(e).removeprefix(f"{model}: ")) from None
     try:
@@ -215,7 +215,8 @@ def verify(path: str | Path) -> Verified:
     """Check the model PATH names (see the module's doc); raises VerifyError on the first check that fails."""
     model = find_model(Path(path))
     side = _read_sidecar(model)
-    sha = _check_sha256(model, side)
+    data = _check_sha256(model, side)
+    sha = sha256_hex(data)
     probes = _read_probes(side, sha)
-    worst = _check_parity(model, probes)
-    return Verified(model, side.path, sha, probes, worst, f"onnxruntime {ort.__version__}")
+    worst = _check_parity(model, data, probes)
+    return Verified(model, data, side.path, sha, probes, worst, f"onnxruntime {ort.__version__}")

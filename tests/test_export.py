@@ -76,7 +76,7 @@ def test_bundle_files_sidecar_and_metadata(tiny: Tiny, exported: tuple[Bundle, d
     assert proto.producer_name == "circlefit" and proto.model_version == 1 and "x² + y²" in proto.doc_string
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["circlefit.normalization"])["mean"] == list(tiny.stats.mean)
-    assert props["circlefit.params_sha256"] == params_digest(tiny.params)[0] == sidecar["params_sha256"]
+    assert props["circlefit.params_sha256"] == params_digest(tiny.params) == sidecar["params_sha256"]
     assert sorted(json.loads(props["circlefit.params"])) == sorted(HASHED_SECTIONS)
     assert sidecar["normalization"] == json.loads(json.dumps(tiny.stats.to_json()))
     assert sidecar["metrics"] == {"test": {"rmse": 1.0}}

@@ -155,9 +155,10 @@ def write_verified(
         sidecar = dumps_json(build_sidecar(proto, data, prov, parity, probes_ref))
         side_tmp.write_text(sidecar, encoding="utf-8")
         # Both from the documents as written, so they cannot disagree with the files beside them.
-        write_test_data_set(zoo_tmp, proto, json.loads(probes))
-        card_tmp.write_text(model_card(json.loads(sidecar), json.loads(probes), out.model.name), encoding="utf-8")
-    return json.loads(sidecar)  # exactly what the file holds
+        probes_doc, sidecar_doc = json.loads(probes), json.loads(sidecar)
+        write_test_data_set(zoo_tmp, proto, probes_doc)
+        card_tmp.write_text(model_card(sidecar_doc, probes_doc, out.model.name), encoding="utf-8")
+    return sidecar_doc  # exactly what the file holds
 
 
 def export_bundle(
@@ -170,7 +171,9 @@ def export_bundle(
     out: Bundle,
     source: str = PARAMS_FILE,
 ) -> dict[str, Any]:
-    """Export, annotate and verify `model`; write model, sidecar and probes. Returns the sidecar.
+    """Export, annotate and verify `model`; write model, sidecar, probes, the Model Zoo set and the card.
+
+    Returns the sidecar.
 
     `source` is the params file as the user named it, for errors about its values.
     """

@@ -114,7 +114,7 @@ def export_onnx(model: CircleModel, opset: int, source: str = PARAMS_FILE) -> on
             report=False,
             verbose=False,  # no progress lines on stdout
         )
-    if program is None:  # the return type covers dynamo=False too
+    if program is None:  # typed Optional: torch's other exporter, TorchScript, returns None
         raise AssertionError("torch.onnx.export(dynamo=True) returned no ONNXProgram")
     proto = program.model_proto
     strip_metadata(proto)
@@ -124,10 +124,9 @@ def export_onnx(model: CircleModel, opset: int, source: str = PARAMS_FILE) -> on
     return proto
 
 
-def params_digest(params: Params) -> tuple[str, str]:
-    """(sha256, canonical JSON) of the params sections that determine the exported file."""
-    text = dumps_json(_hashed_params(params))
-    return sha256_hex(text.encode()), text
+def params_digest(params: Params) -> str:
+    """The sha256 of the canonical JSON of the params sections that determine the exported file."""
+    return sha256_hex(dumps_json(_hashed_params(params)).encode())
 
 
 def _hashed_params(params: Params) -> dict[str, Any]:
@@ -136,12 +135,11 @@ def _hashed_params(params: Params) -> dict[str, Any]:
 
 def provenance(stats: Stats, params: Params, train_radius: float, metrics: dict[str, Any]) -> Provenance:
     """What the file is made from, built once; `annotate` and the sidecar both take it."""
-    hashed = _hashed_params(params)
     return Provenance(
         normalization=stats.to_json(),
         train_radius=float(train_radius),
-        params=hashed,
-        params_sha256=sha256_hex(dumps_json(hashed).encode()),
+        params=_hashed_params(params),
+        params_sha256=params_digest(params),
         exporter=f"torch {torch.__version__}, onnx {onnx.__version__}",
         metrics=metrics,
     )

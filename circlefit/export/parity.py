@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx.reference import ReferenceEvaluator
 
 from circlefit.contract import INPUT_NAME, OUTPUT_NAME
 from circlefit.errors import ParityError
@@ -53,9 +51,17 @@ class Tolerance:
     label_mean: float
     label_std: float
 
+    @property
+    def offset(self) -> float:
+        return abs(self.label_mean) + self.label_std
+
     def bound(self, reference: np.ndarray) -> np.ndarray:
-        offset = abs(self.label_mean) + self.label_std
-        return self.rtol * (np.abs(reference.astype(np.float64)) + offset)
+        return self.rtol * (np.abs(reference.astype(np.float64)) + self.offset)
+
+    def ratio(self, got: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """|got - reference| / bound per output: <= 1 is within tolerance (NaN: inf)."""
+        diff = np.abs(got.astype(np.float64) - reference.astype(np.float64))
+        return np.where(np.isnan(diff), np.inf, diff / self.bound(reference))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +88,9 @@ def parity_inputs(
 
 def runners(path: Path) -> dict[str, tuple[str, Runner]]:
     """The file's runtimes: onnxruntime (1 thread) and onnx.reference, each (version, run)."""
+    import onnx  # here, not at the top: `circlefit verify` needs this module's Tolerance, not onnx
+    from onnx.reference import ReferenceEvaluator
+
     session = load_session(path, threads=1, verify_sidecar=False)  # threads pinned: same numbers on any machine
     reference = ReferenceEvaluator(onnx.load(str(path), load_external_data=False))
     return {
@@ -95,7 +104,7 @@ def runners(path: Path) -> dict[str, tuple[str, Runner]]:
 
 def _compare(got: np.ndarray, ref: np.ndarray, tol: Tolerance) -> dict[str, Any]:
     diff = np.abs(got[:, 0].astype(np.float64) - ref.astype(np.float64))
-    ratio = np.where(np.isnan(diff), np.inf, diff / tol.bound(ref))
+    ratio = tol.ratio(got[:, 0], ref)
     big = np.abs(ref) >= 1.0  # relative difference is reported where |y| >= 1 (it explodes near y = 0)
     rel = diff[big] / np.abs(ref[big].astype(np.float64))
     worst = int(np.argmax(ratio)) if len(ratio) else -1

@@ -70,7 +70,7 @@ def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha2
                 "expected = the stored float32 weights evaluated in float64 (circlefit.numeric.mlp64); "
                 "compare |got - expected| <= rtol * (|expected| + offset)"
             ),
-            "offset": abs(tol.label_mean) + tol.label_std,
+            "offset": tol.offset,
         },
         "inputs": [[float(x), float(y)] for x, y in xy],
         "expected": [float(v) for v in expected],
@@ -82,7 +82,7 @@ def probes_json(xy: np.ndarray, expected: np.ndarray, tol: Tolerance, model_sha2
 class Provenance:
     """What the model was made from, built once per export: the sidecar and the ONNX metadata both show it."""
 
-    normalization: Mapping[str, Any]  # circlefit.normalize.Stats.to_json()
+    normalization: Mapping[str, Any]  # circlefit.data.normalize.Stats.to_json()
     train_radius: float
     params: Mapping[str, Any]  # the params sections that determine the file (circlefit.export.graph.HASHED_SECTIONS)
     params_sha256: str  # of dumps_json(params)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from circlefit.contract import sha256_hex, sidecar_path
+from circlefit.contract import sidecar_path
 from circlefit.errors import PackageError
 from circlefit.export.sidecar import describe_io
 from circlefit.io import atomic_dir
@@ -85,11 +85,9 @@ class Source:
 
 
 def load_source(model: str | Path) -> Source:
-    """Verify `model` (a file or a directory holding one), then read it once; the package uses these bytes."""
+    """Verify `model` (a file or a directory holding one); the package uses the bytes that were verified."""
     checked = verify(model)
-    data = checked.model.read_bytes()
-    if sha256_hex(data) != checked.sha256:
-        raise PackageError(f"{checked.model}: changed while it was being verified; run the command again")
+    data = checked.data
     io = describe_io(onnx.load_from_string(data))
 
     def tensors(kind: str) -> tuple[Tensor, ...]:

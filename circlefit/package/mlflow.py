@@ -14,7 +14,7 @@ What MLflow's defaults would do, and why each is set here:
   subprocess and name the full `mlflow` distribution;
 - the CPU provider and one onnxruntime thread: the served time is JSON in and out around a
   microsecond-scale model, and onnxruntime's default pool (a spinning thread per core) takes the
-  cores the server's Python needs (docs/packaging.md has the measurement).
+  cores the server's Python needs (measured: BENCHMARKS.md, "Serving").
 """
 
 from __future__ import annotations
