@@ -255,3 +255,20 @@ def test_lstsq_on_a_torch_device_gives_the_numpy_bytes(
     monkeypatch.setattr(lstsq, "_backend", lambda *args: TorchBackend(device))
     on_torch, _ = fit(ds, cfg)
     assert _digest(on_torch) == _digest(on_numpy) and on_torch.curve == on_numpy.curve
+
+
+def test_an_output_layer_whose_float32_weights_overflowed_scores_inf(default_ds: Dataset) -> None:
+    """inf or NaN in a head must not reach the exact product (its integer slices would make them finite):
+    the head scores inf, and the finite heads beside it score what they score alone."""
+    from circlefit.train.lstsq.normal import losses
+
+    stats = fit_stats(default_ds.train, 1e-6)
+    base = Weights((), "relu", **stats.buffers())
+    lay = layout(base, default_ds.train, (256,), 2, tcfg().lstsq)
+    width = len(lay.hidden[-1][1])
+    zero = (np.zeros((1, width), np.float32), np.zeros(1, np.float32))
+    inf, nan = (zero[0].copy(), zero[1].copy()), (zero[0].copy(), zero[1].copy())
+    inf[0][0, 3], nan[1][0] = np.inf, np.nan
+    got = losses(base, lay, [zero, inf, nan], default_ds.val)
+    alone = losses(base, lay, [zero], default_ds.val)
+    assert got[1] == got[2] == math.inf and got[0] == alone[0] and math.isfinite(alone[0]), (got, alone)

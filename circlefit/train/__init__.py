@@ -34,16 +34,19 @@ def train(
 ) -> TrainResult:
     """Train a fresh model on `rows` as `cfg.method` says, on `device` (resolved: "cpu", "cuda", "cuda:N").
 
-    `on_eval` sees each loss-curve row as it is recorded; `source` is the params file for errors.
+    `on_eval` sees each loss-curve row (the gradient method as it is recorded, lstsq once the winner
+    is fitted); `source` is the params file for errors. train.threads is the machine's budget: under
+    torchrun each rank on it takes an equal part.
     """
+    threads = threads_per_rank(cfg.threads, dist.local_world_size)
     if cfg.method == "lstsq":
         from circlefit.train import lstsq
 
-        return lstsq.train(cfg, model, stats, rows, device, dist, on_eval, source)
+        return lstsq.train(cfg, model, stats, rows, device, dist, on_eval, source, threads=threads)
     import torch
 
     from circlefit.device import configure
     from circlefit.train import gradient
 
-    configure(device, threads_per_rank(cfg.threads, dist.local_world_size), cfg.gradient.precision)
+    configure(device, threads, cfg.gradient.precision)
     return gradient.train(cfg, model, stats, rows, torch.device(device), dist, on_eval, source)

@@ -124,15 +124,20 @@ def train(
     dist: Dist,
     on_eval: Callable[[CurveRow], None] | None = None,
     source: str = PARAMS_FILE,
+    *,
+    threads: int,
 ) -> TrainResult:
-    """Select a candidate on the first `select_rows` rows, refit it on every row if there are more."""
+    """Select a candidate on the first `select_rows` rows, refit it on every row if there are more.
+
+    `threads`: this process's worker threads (circlefit.train.train: its share of train.threads).
+    """
     t0 = time.perf_counter()
     s, reduce = cfg.lstsq, dist.reduce_np
     base = Weights((), model.activation, **stats.buffers())
     be = _backend(device, base, model, source)
     n_train, n_val = (int(v) for v in reduce(np.array([len(rows.train), len(rows.val)], dtype=np.int64), "sum"))
     chosen = Rows(_prefix(rows.train, n_train, s.select_rows, dist), _prefix(rows.val, n_val, s.select_rows, dist))
-    fitted = _candidates(base, model.hidden, chosen, s, be, dist, cfg.threads)
+    fitted = _candidates(base, model.hidden, chosen, s, be, dist, threads)
     curve = [_row(i, "select", f.candidate) for i, f in enumerate(fitted, start=1)]
     scores = [f.candidate.val_loss for f in fitted]
     best = min(range(len(scores)), key=lambda i: (not math.isfinite(scores[i]), scores[i], i))
@@ -141,7 +146,7 @@ def train(
     if max(n_train, n_val) > s.select_rows:  # the winner again, on every row
         c = final.candidate
         one = config.replace(s, directions=(c.directions,), edge=(c.edge,), smoothness=(c.smoothness,))
-        final = _candidates(base, model.hidden, rows, one, be, dist, cfg.threads)[0]
+        final = _candidates(base, model.hidden, rows, one, be, dist, threads)[0]
         curve.append(_row(len(curve) + 1, "refit", final.candidate))
     if on_eval is not None:
         for row in curve:
@@ -165,7 +170,7 @@ def train(
         edge=picked.edge,
         smoothness=picked.smoothness,
         select_rows=min(s.select_rows, n_train),
-        threads=cfg.threads,
+        threads=threads,
         numpy=np.__version__,
         **({"device_name": be.device_name()} if isinstance(be, TorchBackend) else {}),
     )

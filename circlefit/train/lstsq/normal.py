@@ -19,6 +19,7 @@ circlefit.numeric.mlp64 evaluates the model, and summed exactly (numpy, on the h
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from circlefit.numeric import mlp64
 from circlefit.numeric.backend import NUMPY, Array, Backend
 from circlefit.numeric.exact import ExactSum, Reduce, Split, combine, exponents, gram, local, pairs, plan_split
 from circlefit.numeric.mlp64 import Weights
-from circlefit.train.lstsq.layout import Layout
+from circlefit.train.lstsq.layout import BLOCK_ROWS, Layout
 
 __all__ = ["Head", "fast_path", "losses", "normal_equations"]
 
@@ -103,8 +104,8 @@ class _Relu:
         """
         rows_w, which = np.unique(self.w, axis=0, return_inverse=True)
         high = np.full(len(rows_w) + 2, -np.inf)  # max p per distinct row, max label, -min label
-        for start in range(0, len(rows), 1 << 15):
-            block = rows[start : start + (1 << 15)]
+        for start in range(0, len(rows), BLOCK_ROWS):
+            block = rows[start : start + BLOCK_ROWS]
             z = mlp64.standardize(self.base, block[:, :2])
             p = z[:, 0:1] * rows_w[:, 0] + z[:, 1:2] * rows_w[:, 1]  # fl(fl(z0 w0) + fl(z1 w1)), as mlp64
             label = block[:, 2]
@@ -219,14 +220,14 @@ def _general(base: Weights, lay: Layout, rows: np.ndarray, count: int, reduce: R
     mean, std = float(base.label_mean[0]), float(base.label_std[0])
 
     def blocks() -> Iterator[np.ndarray]:
-        for start in range(0, len(rows), 1 << 15):
-            block = rows[start : start + (1 << 15)]
+        for start in range(0, len(rows), BLOCK_ROWS):
+            block = rows[start : start + BLOCK_ROWS]
             h = mlp64.features(lay.hidden, base.activation, mlp64.standardize(base, block[:, :2]))
             y = (block[:, 2].astype(np.float64) - mean) / std
             yield np.concatenate([h, np.ones((len(block), 1)), y[:, None]], axis=1)
 
     width = lay.hidden[-1][0].shape[0] + 2
-    if len(rows) <= 1 << 15:  # one block: compute it once
+    if len(rows) <= BLOCK_ROWS:  # one block: compute it once
         cached = list(blocks())
         return gram(lambda: iter(cached), width, reduce)
     return gram(blocks, width, reduce)
@@ -241,6 +242,13 @@ def losses(
     of one product, and a column's sums depend on that column alone); the squared errors are added
     exactly, so the loss is the correctly rounded mean whatever the blocks, workers or ranks.
     """
+    # A head whose float32 weights overflowed scores inf (so it never wins, and a chosen one fails the
+    # trainer's finite-loss check): exact.matmul's integer slices would turn inf or NaN into a finite number.
+    # Every rank holds the same heads, so every rank takes the same branch.
+    finite = [bool(np.isfinite(w).all() and np.isfinite(b).all()) for w, b in heads]
+    if not all(finite):
+        kept = iter(losses(base, lay, [h for h, ok in zip(heads, finite, strict=True) if ok], rows, reduce, threads))
+        return [next(kept) if ok else math.inf for ok in finite]
     count = int(reduce(np.array([len(rows)], dtype=np.int64), "sum")[0])
     if not heads:
         return []
