@@ -5,7 +5,8 @@ computed with CPU-independent arithmetic, RELIABILITY.md "Numeric policy"). They
 still runs on vendor kernels, the `gradient` method and PyTorch's side of the parity gate, to
 the branches Intel and AMD CPUs share: MKL's COMPATIBLE path (its AVX2 branch silently falls
 back to AUTO on AMD), ATen and oneDNN at AVX2, and no dynamic thread counts. A variable the
-user set wins; CIRCLEFIT_PIN_KERNELS=0 sets none (tests/test_portable.py runs with them off).
+user set wins; CIRCLEFIT_PIN_KERNELS=0 sets none of them (tests/test_portable.py runs with them off);
+the BLAS thread count (THREADS) is set either way.
 """
 
 from __future__ import annotations

@@ -170,8 +170,9 @@ def test_cuda_graph_always_explains_why_it_cannot(over, full_batch, needle):
 
 def test_what_the_static_step_needs_short_of_cuda():
     assert graph_blockers(_cfg(), CPU, True) == ["the device is cpu (CUDA graphs need CUDA)"]
-    assert graph_blockers(_cfg(), CPU, True, need_cuda=False) == []
-    sgd = graph_blockers(_cfg(optimizer="sgd"), CPU, True, need_cuda=False)
+    cuda = torch.device("cuda")  # a device object: no GPU needed to ask what else blocks a graph
+    assert graph_blockers(_cfg(), cuda, True) == []
+    sgd = graph_blockers(_cfg(optimizer="sgd"), cuda, True)
     assert len(sgd) == 1 and sgd[0].startswith("train.gradient.optimizer is sgd")
 
 

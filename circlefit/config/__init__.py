@@ -11,49 +11,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from circlefit.config import yaml12
+from circlefit.config import schema, yaml12
 from circlefit.config.messages import describe
-from circlefit.config.schema import (
-    DataConfig,
-    DistributedConfig,
-    EarlyStoppingConfig,
-    EvaluateConfig,
-    ExportConfig,
-    GradientConfig,
-    LstsqConfig,
-    ModelConfig,
-    NoiseConfig,
-    NormalizeConfig,
-    OodConfig,
-    Params,
-    SplitConfig,
-    TrainConfig,
-)
+from circlefit.config.schema import *  # noqa: F403 - the sections' models, re-exported: schema.__all__
+from circlefit.config.schema import Params
 from circlefit.errors import ConfigError
 
-__all__ = [
-    "PARAMS_FILE",
-    "ConfigError",
-    "DataConfig",
-    "DistributedConfig",
-    "EarlyStoppingConfig",
-    "EvaluateConfig",
-    "ExportConfig",
-    "GradientConfig",
-    "LstsqConfig",
-    "ModelConfig",
-    "NoiseConfig",
-    "NormalizeConfig",
-    "OodConfig",
-    "Params",
-    "SplitConfig",
-    "TrainConfig",
-    "as_dict",
-    "from_mapping",
-    "load_params",
-    "parse_params",
-    "replace",
-]
+__all__ = ["PARAMS_FILE", "ConfigError", "as_dict", "from_mapping", "load_params", "parse_params", "replace"]
+__all__ += schema.__all__
 
 PARAMS_FILE = "params.yaml"  # the default; every error names the file the user gave instead
 _M = TypeVar("_M", bound=BaseModel)

@@ -80,7 +80,7 @@ def _read(path: str | Path) -> tuple[ModelConfig, dict[str, np.ndarray]]:
 
 
 def load_weights(path: str | Path) -> Weights:
-    """The stored model as float32 numpy arrays (circlefit.reference), without torch."""
+    """The stored model as float32 numpy arrays (circlefit.numeric.mlp64.Weights), without torch."""
     cfg, tensors = _read(path)
     return Weights.from_state(tensors, cfg.activation)
 
@@ -89,5 +89,4 @@ def load_model(path: str | Path) -> CircleModel:
     """The torch module of a weights file, refusing anything but a circlefit weights file with its name."""
     from circlefit.model.network import to_module
 
-    cfg, tensors = _read(path)
-    return to_module(Weights.from_state(tensors, cfg.activation))
+    return to_module(load_weights(path))

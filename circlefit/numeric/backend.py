@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMPY", "Backend", "NumpyBackend", "TorchBackend", "backend_for"]
+__all__ = ["NUMPY", "Backend", "NumpyBackend", "TorchBackend"]
 
 Array = Any  # np.ndarray or torch.Tensor, float64 or int64
 
@@ -139,8 +139,3 @@ class TorchBackend:
 
 Backend = NumpyBackend | TorchBackend
 NUMPY = NumpyBackend()
-
-
-def backend_for(device: str) -> Backend:
-    """numpy for the CPU; torch on a CUDA device."""
-    return NUMPY if device == "cpu" else TorchBackend(device)

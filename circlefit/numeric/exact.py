@@ -208,7 +208,6 @@ class ExactSum:
 
     def __init__(self) -> None:
         self.buckets = np.zeros((2, self._BUCKETS), dtype=np.int64)  # high and low halves of the mantissas
-        self.count = 0
 
     def add(self, values: np.ndarray) -> ExactSum:
         """Add finite float64 values (a non-finite one is a ValueError: there is no exact sum of it)."""
@@ -224,13 +223,11 @@ class ExactSum:
             for half, part in enumerate((high, whole - (high << 26))):
                 sums = np.bincount(at, weights=part.astype(np.float64), minlength=self._BUCKETS)
                 self.buckets[half] += sums.astype(np.int64)
-        self.count += len(v)
         return self
 
     def merge(self, other: ExactSum) -> ExactSum:
         """Add another accumulator's values (exact: integer buckets)."""
         self.buckets += other.buckets
-        self.count += other.count
         return self
 
     def value(self, reduce: Reduce = local) -> float:
@@ -238,9 +235,3 @@ class ExactSum:
         high, low = reduce(self.buckets, "sum")
         total = sum(((int(h) << 26) + int(lo)) << b for b, (h, lo) in enumerate(zip(high, low, strict=True)) if h or lo)
         return total / (1 << (self._OFFSET + 53))  # int / int: correctly rounded
-
-
-def sum_squares(values: np.ndarray, reduce: Reduce = local) -> float:
-    """Σ fl(v²) over this rank's values and (with `reduce`) every other rank's, correctly rounded."""
-    v = np.asarray(values, dtype=np.float64)
-    return ExactSum().add(v * v).value(reduce)

@@ -17,7 +17,7 @@ def cholesky_solve(a: np.ndarray, r: np.ndarray) -> np.ndarray:
     LAPACK's blocked kernels differ per CPU; this right-looking Cholesky uses only elementwise
     numpy operations and correctly rounded sums (math.fsum), so its bits do not. It works on the
     rows of the upper factor U = Lᵀ (contiguous in memory): for a bitwise symmetric `a` every
-    operation is the one the column-oriented version does, so the bits are the same as before.
+    operation is the one a column-oriented Cholesky does, in the same order.
     """
     n = len(a)
     u = np.array(a, dtype=np.float64)

@@ -92,7 +92,9 @@ class Dist:
         return out
 
     def reduce_np(self, a: np.ndarray, op: str) -> np.ndarray:
-        """`op` ("sum" or "max") of a numpy array over all ranks; `a` itself in one process (circlefit.exact.Reduce)."""
+        """`op` ("sum" or "max") of a numpy array over all ranks; `a` itself in one process.
+
+        A circlefit.numeric.exact.Reduce."""
         if not self.ddp:
             return a
         import torch

@@ -39,14 +39,12 @@ MakeSchedule = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRSche
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def graph_blockers(
-    cfg: GradientConfig, device: torch.device, full_batch: bool, need_cuda: bool = True, distributed: bool = False
-) -> list[str]:
+def graph_blockers(cfg: GradientConfig, device: torch.device, full_batch: bool, distributed: bool = False) -> list[str]:
     """Why the phase-1 step cannot be a CUDA graph here (empty: it can)."""
     reasons = []
     if distributed:
         reasons.append("training is distributed (DDP averages gradients in its own buckets; steps run eagerly)")
-    if need_cuda and device.type != "cuda":
+    if device.type != "cuda":
         reasons.append(f"the device is {device.type} (CUDA graphs need CUDA)")
     if not full_batch:
         reasons.append(

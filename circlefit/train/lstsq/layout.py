@@ -50,7 +50,6 @@ class Layout:
     support: np.ndarray
     mean_support: np.ndarray
     span: np.ndarray
-    directions: int
 
 
 def standardized_blocks(base: Weights, rows: np.ndarray, block: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
@@ -174,5 +173,5 @@ def layout(
 
     return Layout(
         tuple(layers), tuple(groups), pad(knots_all, 0.0), pad(cells, 1.0), pad(scales, 1.0),
-        np.concatenate([*supports, np.zeros(dead, dtype=np.int64)]), np.array(means), np.array(spans), k,
+        np.concatenate([*supports, np.zeros(dead, dtype=np.int64)]), np.array(means), np.array(spans),
     )  # fmt: skip
