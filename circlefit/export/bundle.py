@@ -8,7 +8,6 @@ renames the files into place, the model last.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -27,7 +26,7 @@ from circlefit.data.normalize import Stats
 from circlefit.errors import DataError
 from circlefit.export.card import model_card
 from circlefit.export.graph import annotate, export_onnx, provenance
-from circlefit.export.parity import BLOCK_ROWS, Runner, Tolerance, check_parity, parity_inputs, runners
+from circlefit.export.parity import Runner, Tolerance, check_parity, parity_inputs, runners
 from circlefit.export.sidecar import ParityRecord, ProbesRef, Provenance, build_sidecar, probe_inputs, probes_json
 from circlefit.export.zoo import write_test_data_set
 from circlefit.io import atomic_dir, atomic_file, dumps_json
@@ -52,29 +51,11 @@ def check_stats(model: CircleModel, stats: Stats, weights: str, stats_file: str)
             )
 
 
-def expected_outputs(model: CircleModel, sets: dict[str, np.ndarray], written: str = "probes") -> dict[str, np.ndarray]:
-    """The expected float64 outputs [N] per input set, what every runtime is checked against.
-
-    The set whose values are written to a file (`written`: the probes) comes from
-    circlefit.numeric.mlp64, the same bits on any CPU. The others only decide the verdict: PyTorch's
-    float64 forward of the same weights, within ~1e-13 relative of mlp64's (its last bits
-    vary by CPU, far below the tolerance's 1e-5) and a hundred times faster on 10⁵ rows.
-    """
+def expected_outputs(model: CircleModel, sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The expected float64 outputs [N] per input set, what every runtime is checked against: the
+    stored float32 weights evaluated by circlefit.numeric.mlp64, the same bits on any CPU."""
     weights = Weights.of(model)
-    double = copy.deepcopy(model).double()
-
-    def forward(xy: np.ndarray) -> np.ndarray:  # in blocks: no [rows, width] layer of a whole split at once
-        out = np.empty(len(xy))
-        with torch.no_grad():
-            for start in range(0, len(xy), BLOCK_ROWS):
-                out[start : start + BLOCK_ROWS] = double(torch.from_numpy(xy[start : start + BLOCK_ROWS]).double())[
-                    :, 0
-                ]
-        return out
-
-    return {name: forward(xy) for name, xy in sets.items() if name != written} | {
-        written: mlp64.predict(weights, sets[written])
-    }
+    return {name: mlp64.predict(weights, xy) for name, xy in sets.items()}
 
 
 def _torch_runner(model: CircleModel) -> Runner:
