@@ -28,8 +28,8 @@ from circlefit.train import Rows, train
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 # The "optimized" recipe with its epochs cut to fit circlefit's ≤ 20 s training budget: on the
-# default disk one batch-2 epoch (3277 steps) takes ≈ 2 s on 2 CPU threads here (measured: 100
-# epochs in 205 s), so 10 epochs ≈ 20 s.
+# default disk one batch-2 epoch (3277 steps) takes ≈ 1.6 s on 2 CPU threads (bench/results/fit_quality.json:
+# 100 epochs in 158 s), so 10 epochs ≈ 16 s.
 TIME_MATCHED_EPOCHS = 10
 
 
