@@ -67,7 +67,7 @@ def parity_sets(tiny: Tiny) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     cfg = tiny.params.export
     rng = np.random.default_rng(cfg.seed)
     sets = parity_inputs(tiny.splits(), tiny.ds.train_radius, cfg.parity_random, cfg.parity_large_batch, rng)
-    expected = expected_outputs(tiny.model, sets, written="test")
+    expected = expected_outputs(tiny.model, sets)
     return {name: (xy, expected[name]) for name, xy in sets.items()}
 
 
